@@ -1,0 +1,182 @@
+"""The command line: `lotlens classify | train | evaluate | split`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lotlens.config import Settings
+from lotlens.errors import LotlensError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos.")
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Progress]:
+    """A rich progress bar on stderr (hidden when stderr is not a terminal or `enabled` is False)."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=not enabled,
+    ) as bar:
+        yield bar
+
+
+def _fail(exc: LotlensError) -> None:
+    err.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def train(
+    manifest: Annotated[Path, typer.Option(help="CSV: path,type,color,group")],
+    out_dir: Annotated[Path, typer.Option("--out", help="model folder to write")],
+    images_root: Annotated[Path | None, typer.Option(help="folder the manifest's paths are relative to")] = None,
+    seed: Annotated[int, typer.Option(help="random seed (split, generators, fit)")] = 0,
+    generated_placeholders: Annotated[int, typer.Option(help="generated placeholder graphics to add")] = 300,
+    name: Annotated[str, typer.Option(help="model name, the prefix of its version")] = "lotlens",
+) -> None:
+    """Train type and color heads on a manifest and write a model folder."""
+    from lotlens.train.fit import TrainConfig
+    from lotlens.train.fit import train as run_train
+
+    cfg = TrainConfig(seed=seed, generated_placeholders=generated_placeholders, name=name)
+    try:
+        with progress_bar() as bar:
+            tasks: dict[str, Any] = {}
+
+            def step(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=total)
+                bar.update(tasks[phase], completed=done, total=total)
+
+            folder = run_train(manifest, out_dir, images_root, cfg, on_step=step)
+    except LotlensError as exc:
+        _fail(exc)
+    m = folder.meta["metrics"]
+    out.print(f"wrote {out_dir} ({folder.version})")
+    if m:
+        out.print(
+            f"validation: type accuracy {m['type']['accuracy']:.3f}, placeholder recall "
+            f"{m['type']['recall'].get('Placeholder', float('nan')):.3f}, color top-1 {m['color']['accuracy']:.3f}"
+        )
+
+
+@app.command()
+def split(
+    manifest: Annotated[Path, typer.Option(help="CSV: path,type,color,group")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for train.csv and test.csv")],
+    test_size: Annotated[float, typer.Option(help="share of rows held out")] = 0.3,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Split a manifest into train.csv and test.csv, group-aware and stratified by label.
+
+    Paths stay relative to the original manifest's folder: pass it as `--images-root`.
+    """
+    from lotlens.train.manifest import read_manifest, write_manifest
+    from lotlens.train.split import group_split
+
+    try:
+        rows = read_manifest(manifest)
+    except LotlensError as exc:
+        _fail(exc)
+    train_idx, test_idx = group_split(rows, test_size, seed)
+    write_manifest([rows[i] for i in train_idx], out_dir / "train.csv")
+    write_manifest([rows[i] for i in test_idx], out_dir / "test.csv")
+    out.print(f"{out_dir / 'train.csv'}: {len(train_idx)} rows, {out_dir / 'test.csv'}: {len(test_idx)} rows")
+
+
+@app.command()
+def evaluate(
+    manifest: Annotated[Path, typer.Option(help="CSV: path,type,color,group")],
+    model: Annotated[Path | None, typer.Option(help="model folder (default: the bundled model)")] = None,
+    images_root: Annotated[Path | None, typer.Option(help="folder the paths are relative to")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    report: Annotated[Path | None, typer.Option(help="write an HTML report with plots into this folder")] = None,
+) -> None:
+    """Score a model on a labelled manifest: accuracy, recall, confusion, per-group accuracy."""
+    from lotlens.train.evaluate import evaluate as run_evaluate
+    from lotlens.vision import Pipeline
+
+    settings = Settings()
+    try:
+        pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
+        with progress_bar(not as_json) as bar:
+            task = bar.add_task("evaluate", total=None)
+            result = run_evaluate(pipeline, manifest, images_root,
+                                  on_step=lambda d, t: bar.update(task, completed=d, total=t))
+    except LotlensError as exc:
+        _fail(exc)
+    if report:
+        from lotlens.train.report import write_report
+
+        page = write_report(result, report)
+        if not as_json:
+            out.print(f"report: {page}")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    _print_evaluation(result)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _print_evaluation(r: dict[str, Any]) -> None:
+    t, c = r["type"], r["color"]
+    out.print(f"model {r['model']} on {r['manifest']['path']} ({r['manifest']['rows']} rows, "
+              f"{len(r['skipped'])} unreadable)")
+    out.print(f"type:  n={t['n']}  accuracy {_pct(t['accuracy'])}  placeholder recall {_pct(r['placeholder_recall'])}")
+    out.print(f"color: n={c['n']}  top-1 {_pct(c['accuracy'])}  top-2 {_pct(c['top2'])}")
+    for name, m in (("type", t), ("color", c)):
+        table = Table(title=f"{name}: per class", show_lines=False)
+        for col in ("class", "n", "precision", "recall"):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        for label in m["confusion"]["labels"]:
+            if m["support"].get(label) or label in m["precision"]:
+                table.add_row(label, str(m["support"].get(label, 0)), _pct(m["precision"].get(label)),
+                              _pct(m["recall"].get(label)))
+        out.print(table)
+        cm = Table(title=f"{name}: confusion (rows true, columns predicted)")
+        labels = m["confusion"]["labels"]
+        cm.add_column("")
+        for label in labels:
+            cm.add_column(label[:5], justify="right")
+        for label, row in zip(labels, m["confusion"]["matrix"], strict=True):
+            if any(row):
+                cm.add_row(label, *(str(v) if v else "." for v in row))
+        out.print(cm)
+    g = Table(title="per group (advertiser), worst first")
+    for col in ("group", "n type", "type acc", "n color", "color acc"):
+        g.add_column(col, justify="left" if col == "group" else "right")
+    for row in r["groups"]:
+        g.add_row(row["group"], str(row["n_type"]), _pct(row["type_accuracy"]), str(row["n_color"]),
+                  _pct(row["color_accuracy"]))
+    out.print(g)
+    w = Table(title="most wrong")
+    for col in ("task", "path", "group", "expected", "answer", "p(expected)"):
+        w.add_column(col)
+    for row in r["most_wrong"]:
+        w.add_row(row["task"], row["path"], row["group"], str(row["expected"]), str(row["answer"]),
+                  f"{row['p_expected']:.3f}")
+    out.print(w)
+
+
+def main() -> None:
+    """Entry point of the `lotlens` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

