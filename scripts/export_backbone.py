@@ -138,16 +138,23 @@ def main() -> int:
                     logits = model._fc(model.features(preprocess(path, args.size)))
                 p = logits.softmax(-1)[0]
                 top = p.topk(3)
-                sys.stdout.write(f"same={same} {os.path.basename(path)} {top.indices.tolist()} "
-                                 f"{[round(v, 3) for v in top.values.tolist()]}\n")
+                sys.stdout.write(
+                    f"same={same} {os.path.basename(path)} {top.indices.tolist()} "
+                    f"{[round(v, 3) for v in top.values.tolist()]}\n"
+                )
         return 0
     model = load(True)
     dummy = torch.zeros(1, 3, args.size, args.size)
     with torch.no_grad():
         model(dummy)  # fixes the SAME pads for this input size
     torch.onnx.export(
-        model, dummy, args.out, input_names=["image"], output_names=["features"],
-        dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}}, opset_version=17,
+        model,
+        dummy,
+        args.out,
+        input_names=["image"],
+        output_names=["features"],
+        dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+        opset_version=17,
         dynamo=False,
     )
     sys.stdout.write(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)\n")

@@ -15,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lotlens.config import Settings
-from lotlens.errors import LotlensError
+from lotlens.errors import FetchError, ImageDecodeError, LotlensError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos.")
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
@@ -26,8 +26,13 @@ err = Console(stderr=True)
 def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     """A rich progress bar on stderr (hidden when stderr is not a terminal or `enabled` is False)."""
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True, disable=not enabled,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not enabled,
     ) as bar:
         yield bar
 
@@ -35,6 +40,86 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 def _fail(exc: LotlensError) -> None:
     err.print(f"[red]error:[/red] {exc}")
     raise typer.Exit(2)
+
+
+def _read_source(source: str, settings: Settings) -> bytes:
+    """Bytes of a local file or an http(s) URL, within the configured size limit."""
+    if source.startswith(("http://", "https://")):
+        from lotlens.fetch import fetch_bytes
+
+        return fetch_bytes(
+            source,
+            max_bytes=settings.max_image_bytes,
+            timeout=settings.fetch_timeout,
+            allow_private=settings.allow_private_addresses,
+        )
+    path = Path(source)
+    try:
+        if path.stat().st_size > settings.max_image_bytes:
+            raise FetchError("too_large", f"{path.stat().st_size} bytes")
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise FetchError("not_found", source) from exc
+    except IsADirectoryError as exc:
+        raise FetchError("not_a_file", source) from exc
+    except OSError as exc:
+        raise FetchError("unreadable", f"{source}: {exc.strerror}") from exc
+
+
+@app.command()
+def classify(
+    sources: Annotated[list[str], typer.Argument(help="image files or http(s) URLs", metavar="PATH_OR_URL...")],
+    model: Annotated[Path | None, typer.Option(help="model folder (default: the bundled model)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
+) -> None:
+    """Tell the type and color of each image. Unreadable ones are skipped with a reason."""
+    from lotlens.imaging import decode
+    from lotlens.vision import Pipeline
+
+    settings = Settings()
+    try:
+        pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
+    except LotlensError as exc:
+        _fail(exc)
+    results: list[dict[str, Any]] = []
+    with progress_bar(len(sources) > 1) as bar:
+        task = bar.add_task("classify", total=len(sources))
+        for start in range(0, len(sources), settings.batch_size):
+            chunk = sources[start : start + settings.batch_size]
+            images, slots = [], []
+            for source in chunk:
+                slot: dict[str, Any] = {"source": source, "status": "ok", "reason": None}
+                try:
+                    images.append(decode(_read_source(source, settings), max_pixels=settings.max_pixels))
+                    slots.append(slot)
+                except (FetchError, ImageDecodeError) as exc:
+                    slot |= {"status": "skipped", "reason": exc.reason, "detail": exc.detail}
+                results.append(slot)
+            for slot, pred in zip(slots, pipeline.classify(images), strict=True):
+                slot.update(pred.as_dict())
+            bar.advance(task, len(chunk))
+    if as_json:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        return
+    table = Table(title=f"model {pipeline.version}")
+    for col in ("image", "type", "p", "color", "p ", "crop"):
+        table.add_column(col, justify="right" if col.startswith("p") else "left")
+    for r in results:
+        if r["status"] != "ok":
+            table.add_row(r["source"], f"[yellow]skipped: {r['reason']}[/yellow]", "", "", "", "")
+            continue
+        tp, cp = r["scores"]["type"][r["type"]], r["scores"]["color"].get(r["color"])
+        table.add_row(
+            r["source"],
+            r["type"],
+            f"{tp:.2f}",
+            r["color"] or "-",
+            "" if cp is None else f"{cp:.2f}",
+            r["box_source"] if r["box"] else "whole image" if r["color"] else "-",
+        )
+    out.print(table)
+    if any(r["status"] != "ok" for r in results):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -113,8 +198,9 @@ def evaluate(
         pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
         with progress_bar(not as_json) as bar:
             task = bar.add_task("evaluate", total=None)
-            result = run_evaluate(pipeline, manifest, images_root,
-                                  on_step=lambda d, t: bar.update(task, completed=d, total=t))
+            result = run_evaluate(
+                pipeline, manifest, images_root, on_step=lambda d, t: bar.update(task, completed=d, total=t)
+            )
     except LotlensError as exc:
         _fail(exc)
     if report:
@@ -135,8 +221,9 @@ def _pct(v: float | None) -> str:
 
 def _print_evaluation(r: dict[str, Any]) -> None:
     t, c = r["type"], r["color"]
-    out.print(f"model {r['model']} on {r['manifest']['path']} ({r['manifest']['rows']} rows, "
-              f"{len(r['skipped'])} unreadable)")
+    out.print(
+        f"model {r['model']} on {r['manifest']['path']} ({r['manifest']['rows']} rows, {len(r['skipped'])} unreadable)"
+    )
     out.print(f"type:  n={t['n']}  accuracy {_pct(t['accuracy'])}  placeholder recall {_pct(r['placeholder_recall'])}")
     out.print(f"color: n={c['n']}  top-1 {_pct(c['accuracy'])}  top-2 {_pct(c['top2'])}")
     for name, m in (("type", t), ("color", c)):
@@ -145,8 +232,12 @@ def _print_evaluation(r: dict[str, Any]) -> None:
             table.add_column(col, justify="left" if col == "class" else "right")
         for label in m["confusion"]["labels"]:
             if m["support"].get(label) or label in m["precision"]:
-                table.add_row(label, str(m["support"].get(label, 0)), _pct(m["precision"].get(label)),
-                              _pct(m["recall"].get(label)))
+                table.add_row(
+                    label,
+                    str(m["support"].get(label, 0)),
+                    _pct(m["precision"].get(label)),
+                    _pct(m["recall"].get(label)),
+                )
         out.print(table)
         cm = Table(title=f"{name}: confusion (rows true, columns predicted)")
         labels = m["confusion"]["labels"]
@@ -161,15 +252,21 @@ def _print_evaluation(r: dict[str, Any]) -> None:
     for col in ("group", "n type", "type acc", "n color", "color acc"):
         g.add_column(col, justify="left" if col == "group" else "right")
     for row in r["groups"]:
-        g.add_row(row["group"], str(row["n_type"]), _pct(row["type_accuracy"]), str(row["n_color"]),
-                  _pct(row["color_accuracy"]))
+        g.add_row(
+            row["group"],
+            str(row["n_type"]),
+            _pct(row["type_accuracy"]),
+            str(row["n_color"]),
+            _pct(row["color_accuracy"]),
+        )
     out.print(g)
     w = Table(title="most wrong")
     for col in ("task", "path", "group", "expected", "answer", "p(expected)"):
         w.add_column(col)
     for row in r["most_wrong"]:
-        w.add_row(row["task"], row["path"], row["group"], str(row["expected"]), str(row["answer"]),
-                  f"{row['p_expected']:.3f}")
+        w.add_row(
+            row["task"], row["path"], row["group"], str(row["expected"]), str(row["answer"]), f"{row['p_expected']:.3f}"
+        )
     out.print(w)
 
 

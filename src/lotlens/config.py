@@ -17,5 +17,7 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(default=None, description="model folder; None = the bundled model")
     max_pixels: int = Field(default=50_000_000, gt=0, description="decoded pixel limit (bombs)")
     max_image_bytes: int = Field(default=20_000_000, gt=0, description="largest image file accepted")
+    allow_private_addresses: bool = Field(default=False, description="tests only: fetch from private hosts")
+    fetch_timeout: float = Field(default=15.0, gt=0, description="seconds for one download")
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")

@@ -1,6 +1,7 @@
 """Domain errors of lotlens, in one tree.
 
     LotlensError
+     +-- FetchError         an image that could not be downloaded (reason code)
      +-- ImageDecodeError   bytes that are not a usable image (reason code)
      +-- ManifestError      a dataset manifest that cannot be read
      +-- ModelError         a model folder that is missing, incomplete or incompatible
@@ -15,17 +16,25 @@ class LotlensError(Exception):
     """Base of every error lotlens raises on purpose."""
 
 
-class ImageDecodeError(LotlensError):
-    """The bytes could not be decoded into a usable image.
-
-    `reason` is a short machine-readable code: `empty`, `not_an_image`, `truncated`,
-    `too_many_pixels`, `unsupported_mode`, `too_small`, `corrupt`.
-    """
+class ReasonError(LotlensError):
+    """An error whose `reason` is a short machine-readable code, shown to callers as is."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class FetchError(ReasonError):
+    """A download failed; `reason` is a code such as `timeout`, `http_404`, `too_large`."""
+
+
+class ImageDecodeError(ReasonError):
+    """The bytes could not be decoded into a usable image.
+
+    `reason` is a short machine-readable code: `empty`, `not_an_image`, `truncated`,
+    `too_many_pixels`, `unsupported_mode`, `corrupt`.
+    """
 
 
 class ManifestError(LotlensError):

@@ -70,8 +70,7 @@ def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = 
             raise ImageDecodeError(reason, msg) from exc
         except (ValueError, SyntaxError, EOFError) as exc:
             raise ImageDecodeError("corrupt", str(exc)) from exc
-        im = _orient(im)
-        return _to_rgb(im)
+        return _to_rgb(_orient(im))
 
 
 def _orient(im: Image.Image) -> Image.Image:

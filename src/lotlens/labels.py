@@ -4,8 +4,18 @@ from __future__ import annotations
 
 TYPES: tuple[str, ...] = ("Dealer", "Stock", "Placeholder")
 COLORS: tuple[str, ...] = (
-    "Black", "Blue", "Brown", "Burgundy", "Green", "Grey",
-    "Orange", "Pink", "Purple", "Red", "White", "Yellow",
+    "Black",
+    "Blue",
+    "Brown",
+    "Burgundy",
+    "Green",
+    "Grey",
+    "Orange",
+    "Pink",
+    "Purple",
+    "Red",
+    "White",
+    "Yellow",
 )
 PLACEHOLDER = "Placeholder"
 RARE_COLORS: tuple[str, ...] = ("Purple", "Burgundy", "Pink", "Orange")

@@ -73,9 +73,17 @@ def score(model: str, pairs: list[tuple[Row, Prediction]], skipped: list[dict[st
     for g, hits in by_group.items():
         t_acc = float(np.mean(hits["type"])) if hits["type"] else None
         c_acc = float(np.mean(hits["color"])) if hits["color"] else None
-        groups.append({"group": g, "n": max(len(hits["type"]), len(hits["color"])), "n_type": len(hits["type"]),
-                       "type_accuracy": t_acc, "n_color": len(hits["color"]), "color_accuracy": c_acc})
-    groups.sort(key=lambda d: (min(a for a in (d["type_accuracy"], d["color_accuracy"]) if a is not None), -d["n"]))
+        groups.append(
+            {
+                "group": g,
+                "n": max(len(hits["type"]), len(hits["color"])),
+                "n_type": len(hits["type"]),
+                "type_accuracy": t_acc,
+                "n_color": len(hits["color"]),
+                "color_accuracy": c_acc,
+            }
+        )
+    groups.sort(key=_worst_first)
 
     wrong = []
     for task, items, truth, probs in (("type", typed, t_true, t_probs), ("color", colored, c_true, c_probs)):
@@ -85,8 +93,17 @@ def score(model: str, pairs: list[tuple[Row, Prediction]], skipped: list[dict[st
             answer = p.type if task == "type" else p.color
             expected = r.type if task == "type" else r.color
             if answer != expected:
-                wrong.append({"task": task, "path": r.path, "group": r.group, "expected": expected,
-                              "answer": answer, "p_expected": round(float(p_true[i]), 4), "box": p.box})
+                wrong.append(
+                    {
+                        "task": task,
+                        "path": r.path,
+                        "group": r.group,
+                        "expected": expected,
+                        "answer": answer,
+                        "p_expected": round(float(p_true[i]), 4),
+                        "box": p.box,
+                    }
+                )
     return {
         "model": model,
         "type": type_m,
@@ -97,6 +114,11 @@ def score(model: str, pairs: list[tuple[Row, Prediction]], skipped: list[dict[st
         "most_wrong": wrong,
         "skipped": skipped,
     }
+
+
+def _worst_first(g: dict[str, Any]) -> tuple[float, int]:
+    accuracies = [a for a in (g["type_accuracy"], g["color_accuracy"]) if a is not None]
+    return (min(accuracies), -int(g["n"]))
 
 
 def evaluate(

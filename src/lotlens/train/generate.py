@@ -17,10 +17,24 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from lotlens.imaging import RGBArray
 
 BANNERS = (
-    "PHOTO COMING SOON", "Photos coming soon", "IMAGE NOT AVAILABLE", "No image available",
-    "ON ORDER", "IN TRANSIT", "Picture coming soon", "NO PHOTO", "Image coming soon",
-    "More photos soon", "Awaiting photos", "Vehicle arriving soon", "SOLD", "Coming soon",
-    "Photos to follow", "Call for pictures", "Incoming stock", "Image unavailable",
+    "PHOTO COMING SOON",
+    "Photos coming soon",
+    "IMAGE NOT AVAILABLE",
+    "No image available",
+    "ON ORDER",
+    "IN TRANSIT",
+    "Picture coming soon",
+    "NO PHOTO",
+    "Image coming soon",
+    "More photos soon",
+    "Awaiting photos",
+    "Vehicle arriving soon",
+    "SOLD",
+    "Coming soon",
+    "Photos to follow",
+    "Call for pictures",
+    "Incoming stock",
+    "Image unavailable",
 )
 SIZES = ((640, 480), (800, 600), (1024, 768), (400, 300), (1280, 960), (600, 600), (320, 240), (1200, 800))
 
@@ -37,26 +51,31 @@ def _field(rng: random.Random) -> tuple[int, int, int]:
     if kind < 0.7:
         v = rng.randint(60, 200)
         return (v, v, v)
-    h, s, v = rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.95)
-    return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(h, s, v))  # type: ignore[return-value]
+    return _hsv255(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.95))
+
+
+def _hsv255(h: float, s: float, v: float) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(h, s, v)
+    return (int(r * 255), int(g * 255), int(b * 255))
 
 
 def _ink(bg: tuple[int, int, int], rng: random.Random) -> tuple[int, int, int]:
     lum = sum(bg) / 3
     if rng.random() < 0.25:
-        h = rng.random()
-        return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(h, 0.8, 0.35 if lum > 128 else 0.95))  # type: ignore[return-value]
+        return _hsv255(rng.random(), 0.8, 0.35 if lum > 128 else 0.95)
     v = rng.randint(20, 90) if lum > 128 else rng.randint(200, 255)
     return (v, v, v)
 
 
-def _text_center(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
-                 fill: tuple[int, int, int]) -> None:
+def _text_center(
+    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int, fill: tuple[int, int, int]
+) -> None:
     draw.text(xy, text, fill=fill, font=_font(size), anchor="mm")
 
 
-def _car_silhouette(draw: ImageDraw.ImageDraw, cx: float, cy: float, w: float, fill: tuple[int, int, int],
-                    rng: random.Random) -> None:
+def _car_silhouette(
+    draw: ImageDraw.ImageDraw, cx: float, cy: float, w: float, fill: tuple[int, int, int], rng: random.Random
+) -> None:
     """A side-view car: body, cabin and two wheels, with a little random shape variety."""
     h = w * rng.uniform(0.28, 0.36)
     x0, y0 = cx - w / 2, cy - h / 2
@@ -87,10 +106,17 @@ def banner(rng: random.Random) -> Image.Image:
         y = h * 0.72
     elif rng.random() < 0.5:  # a camera icon
         cw = min(w, h) * 0.25
-        d.rounded_rectangle([w / 2 - cw, h * 0.2, w / 2 + cw, h * 0.2 + cw * 1.2], radius=int(cw / 5), outline=ink,
-                            width=max(2, int(cw / 12)))
-        d.ellipse([w / 2 - cw / 2.5, h * 0.2 + cw * 0.2, w / 2 + cw / 2.5, h * 0.2 + cw], outline=ink,
-                  width=max(2, int(cw / 12)))
+        d.rounded_rectangle(
+            [w / 2 - cw, h * 0.2, w / 2 + cw, h * 0.2 + cw * 1.2],
+            radius=int(cw / 5),
+            outline=ink,
+            width=max(2, int(cw / 12)),
+        )
+        d.ellipse(
+            [w / 2 - cw / 2.5, h * 0.2 + cw * 0.2, w / 2 + cw / 2.5, h * 0.2 + cw],
+            outline=ink,
+            width=max(2, int(cw / 12)),
+        )
         y = h * 0.75
     else:
         y = h / 2 - (len(lines) - 1) * size * 0.6
@@ -167,7 +193,11 @@ def blank(rng: random.Random) -> Image.Image:
 
 
 KINDS: dict[str, Callable[[random.Random], Image.Image]] = {
-    "banner": banner, "silhouettes": silhouettes, "logo": logo, "size_box": size_box, "blank": blank,
+    "banner": banner,
+    "silhouettes": silhouettes,
+    "logo": logo,
+    "size_box": size_box,
+    "blank": blank,
 }
 WEIGHTS = {"banner": 0.4, "silhouettes": 0.2, "logo": 0.2, "size_box": 0.1, "blank": 0.1}
 
@@ -210,4 +240,4 @@ def recolor(crop: RGBArray, target: str, rng: random.Random) -> RGBArray:
     hsv[..., 0] = np.where(mask, (hue + rng.uniform(-3, 3)) % 256, hsv[..., 0])
     hsv[..., 1] = np.where(mask, np.clip(hsv[..., 1] * rng.uniform(s0, s1), 0, 255), hsv[..., 1])
     hsv[..., 2] = np.where(mask, np.clip(hsv[..., 2] * rng.uniform(v0, v1), 0, 255), hsv[..., 2])
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+    return np.asarray(cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL), dtype=np.uint8)

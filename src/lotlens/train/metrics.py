@@ -35,14 +35,12 @@ def classification(
     k = len(labels)
     n = len(y_true)
     probs = np.asarray(probs, dtype=np.float64).reshape(n, k)
-    answered = ~np.isnan(probs).any(axis=1)
+    answered: list[bool] = [not v for v in np.isnan(probs).any(axis=1).tolist()]
     if y_pred is None:
         y_pred = [int(np.argmax(p)) if ok else -1 for p, ok in zip(probs, answered, strict=True)]
     y_true_a, y_pred_a = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     correct = y_true_a == y_pred_a
-    top2 = np.array(
-        [ok and t in np.argsort(-p)[:2] for t, p, ok in zip(y_true_a, probs, answered, strict=True)], dtype=bool
-    )
+    top2 = np.array([ok and t in np.argsort(-p)[:2] for t, p, ok in zip(y_true_a, probs, answered, strict=True)])
     m = confusion(list(y_true_a), [p if p >= 0 else 0 for p in y_pred_a], k) if n else np.zeros((k, k), int)
     # Unanswered rows were counted in column 0 above: take them back out of the matrix.
     for t, p in zip(y_true_a, y_pred_a, strict=True):
@@ -65,7 +63,7 @@ def classification(
         "precision": precision,
         "support": support,
         "confusion": {"labels": list(labels), "matrix": m.tolist()},
-        "unanswered": int((~answered).sum()),
+        "unanswered": answered.count(False),
     }
 
 

@@ -80,9 +80,12 @@ class Detector:
             if label is None or score < self.threshold:
                 continue
             box = Box(
-                label, float(score),
-                int(np.clip(x0, 0, 1) * w), int(np.clip(y0, 0, 1) * h),
-                int(np.clip(x1, 0, 1) * w), int(np.clip(y1, 0, 1) * h),
+                label,
+                float(score),
+                int(np.clip(x0, 0, 1) * w),
+                int(np.clip(y0, 0, 1) * h),
+                int(np.clip(x1, 0, 1) * w),
+                int(np.clip(y1, 0, 1) * h),
             )
             if box.area > 0:
                 boxes.append(box)

@@ -36,8 +36,10 @@ class LinearHead:
 
     def to_arrays(self, prefix: str) -> dict[str, NDArray[np.float32]]:
         return {
-            f"{prefix}_mean": self.mean, f"{prefix}_scale": self.scale,
-            f"{prefix}_coef": self.coef, f"{prefix}_intercept": self.intercept,
+            f"{prefix}_mean": self.mean,
+            f"{prefix}_scale": self.scale,
+            f"{prefix}_coef": self.coef,
+            f"{prefix}_intercept": self.intercept,
         }
 
     @classmethod

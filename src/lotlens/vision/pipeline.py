@@ -23,7 +23,7 @@ from lotlens.labels import COLORS, PLACEHOLDER, TYPES
 from lotlens.vision.backbone import Backbone
 from lotlens.vision.detector import Detector
 from lotlens.vision.heads import LinearHead
-from lotlens.vision.signals import color_signals, type_signals, white_background_box
+from lotlens.vision.signals import COLOR_SIGNALS, TYPE_SIGNALS, color_signals, type_signals, white_background_box
 
 MODEL_FORMAT = 1
 MODEL_FILE, HEADS_FILE, BACKBONE_FILE = "model.json", "heads.npz", "backbone.onnx"
@@ -92,7 +92,7 @@ class Featurizer:
 
     def type_features(self, images: Sequence[RGBArray]) -> NDArray[np.float32]:
         emb = self.backbone.embed(images, self.batch_size)
-        sig = np.stack([type_signals(im) for im in images]) if images else np.zeros((0, 11), np.float32)
+        sig = np.stack([type_signals(im) for im in images]) if images else np.zeros((0, len(TYPE_SIGNALS)), np.float32)
         return np.hstack([emb, sig]).astype(np.float32)
 
     def locate(self, image: RGBArray) -> Located:
@@ -108,7 +108,7 @@ class Featurizer:
 
     def color_features(self, crops: Sequence[RGBArray]) -> NDArray[np.float32]:
         emb = self.backbone.embed(crops, self.batch_size)
-        sig = np.stack([color_signals(c) for c in crops]) if crops else np.zeros((0, 39), np.float32)
+        sig = np.stack([color_signals(c) for c in crops]) if crops else np.zeros((0, COLOR_SIGNALS), np.float32)
         return np.hstack([emb, sig]).astype(np.float32)
 
 
@@ -156,12 +156,14 @@ class ModelFolder:
             raise ModelError(f"{path}: label sets differ from this lotlens's")
         with np.load(heads_path) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        return cls(meta, LinearHead.from_arrays("type", TYPES, arrays),
-                   LinearHead.from_arrays("color", COLORS, arrays), path)
+        return cls(
+            meta, LinearHead.from_arrays("type", TYPES, arrays), LinearHead.from_arrays("color", COLORS, arrays), path
+        )
 
     def write(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        np.savez(path / HEADS_FILE, **self.type_head.to_arrays("type"), **self.color_head.to_arrays("color"))
+        arrays: dict[str, Any] = self.type_head.to_arrays("type") | self.color_head.to_arrays("color")
+        np.savez(path / HEADS_FILE, **arrays)
         (path / MODEL_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
         self.path = path
 
@@ -214,9 +216,17 @@ class Pipeline:
             if i in color_probs:
                 cp = color_probs[i]
                 loc = located[i]
-                out.append(Prediction(t, COLORS[int(cp.argmax())], tp,
-                                      {k: round(float(v), 4) for k, v in zip(COLORS, cp, strict=True)},
-                                      loc.box, loc.source, self.version))
+                out.append(
+                    Prediction(
+                        t,
+                        COLORS[int(cp.argmax())],
+                        tp,
+                        {k: round(float(v), 4) for k, v in zip(COLORS, cp, strict=True)},
+                        loc.box,
+                        loc.source,
+                        self.version,
+                    )
+                )
             else:
                 out.append(Prediction(t, None, tp, {}, None, "none", self.version))
         return out

@@ -16,8 +16,17 @@ SIDE = 64
 WHITE = 235
 
 TYPE_SIGNALS = (
-    "border_white", "white", "border_std", "colourfulness", "saturation", "grey_fraction",
-    "edges", "distinct_colors", "top_color", "top5_colors", "aspect",
+    "border_white",
+    "white",
+    "border_std",
+    "colourfulness",
+    "saturation",
+    "grey_fraction",
+    "edges",
+    "distinct_colors",
+    "top_color",
+    "top5_colors",
+    "aspect",
 )
 
 
@@ -100,6 +109,7 @@ def _center_weights(side: int) -> NDArray[np.float32]:
 
 _WEIGHTS = _center_weights(SIDE)
 HUE_BINS, AB_BINS, L_BINS = 18, 8, 8
+COLOR_SIGNALS = HUE_BINS + AB_BINS**2 + L_BINS + 4 + 3 + 192 + 144
 
 
 def color_signals(crop: RGBArray) -> NDArray[np.float32]:
@@ -122,7 +132,8 @@ def color_signals(crop: RGBArray) -> NDArray[np.float32]:
     chroma = sat * val
     hue_hist = np.bincount(
         np.minimum((hue * HUE_BINS).astype(int), HUE_BINS - 1).ravel(),
-        weights=(weights * chroma).ravel(), minlength=HUE_BINS,
+        weights=(weights * chroma).ravel(),
+        minlength=HUE_BINS,
     )
     hue_hist = hue_hist / max(hue_hist.sum(), 1e-6)
     ai = np.clip(((a + 0.5) * AB_BINS).astype(int), 0, AB_BINS - 1)
@@ -131,7 +142,8 @@ def color_signals(crop: RGBArray) -> NDArray[np.float32]:
     greyish = chroma < 0.15
     l_hist = np.bincount(
         np.minimum((lum * L_BINS).astype(int), L_BINS - 1).ravel(),
-        weights=(weights * greyish).ravel(), minlength=L_BINS,
+        weights=(weights * greyish).ravel(),
+        minlength=L_BINS,
     )
     shares = np.array(
         [
@@ -142,4 +154,11 @@ def color_signals(crop: RGBArray) -> NDArray[np.float32]:
         ]
     )
     mean_lab = np.array([(weights * lum).sum(), (weights * a).sum(), (weights * b).sum()])
-    return np.concatenate([hue_hist, ab_hist, l_hist, shares, mean_lab]).astype(np.float32)
+    # Joint histograms: hue x saturation x value, and L* x a* x b*, for shades a marginal misses.
+    hi = np.minimum((hue * 12).astype(int), 11)
+    si, vi = np.minimum((sat * 4).astype(int), 3), np.minimum((val * 4).astype(int), 3)
+    hsv3 = np.bincount((hi * 16 + si * 4 + vi).ravel(), weights=weights.ravel(), minlength=192)
+    li = np.minimum((lum * 4).astype(int), 3)
+    a6, b6 = np.clip(((a + 0.5) * 6).astype(int), 0, 5), np.clip(((b + 0.5) * 6).astype(int), 0, 5)
+    lab3 = np.bincount((li * 36 + a6 * 6 + b6).ravel(), weights=weights.ravel(), minlength=144)
+    return np.concatenate([hue_hist, ab_hist, l_hist, shares, mean_lab, hsv3, lab3]).astype(np.float32)
