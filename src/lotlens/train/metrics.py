@@ -35,7 +35,7 @@ def classification(
     k = len(labels)
     n = len(y_true)
     probs = np.asarray(probs, dtype=np.float64).reshape(n, k)
-    answered: list[bool] = [not v for v in np.isnan(probs).any(axis=1).tolist()]
+    answered: list[bool] = [not np.isnan(row).any() for row in probs]
     if y_pred is None:
         y_pred = [int(np.argmax(p)) if ok else -1 for p, ok in zip(probs, answered, strict=True)]
     y_true_a, y_pred_a = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
