@@ -19,7 +19,7 @@ from lotlens.errors import FetchError, ImageDecodeError, LotlensError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos.")
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
@@ -72,7 +72,11 @@ def classify(
     model: Annotated[Path | None, typer.Option(help="model folder (default: the bundled model)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
 ) -> None:
-    """Tell the type and color of each image. Unreadable ones are skipped with a reason."""
+    """Tell the type and color of each image.
+
+    Images that cannot be read or decoded are skipped with a reason and do not fail the run (exit 0);
+    a missing or broken model exits 2.
+    """
     from lotlens.imaging import decode
     from lotlens.vision import Pipeline
 
@@ -102,7 +106,8 @@ def classify(
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return
     table = Table(title=f"model {pipeline.version}")
-    for col in ("image", "type", "p", "color", "p ", "crop"):
+    table.add_column("image", overflow="fold")
+    for col in ("type", "p", "color", "p ", "crop"):
         table.add_column(col, justify="right" if col.startswith("p") else "left")
     for r in results:
         if r["status"] != "ok":
@@ -118,8 +123,6 @@ def classify(
             r["box_source"] if r["box"] else "whole image" if r["color"] else "-",
         )
     out.print(table)
-    if any(r["status"] != "ok" for r in results):
-        raise typer.Exit(1)
 
 
 @app.command()

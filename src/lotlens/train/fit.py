@@ -59,7 +59,7 @@ class TrainConfig:
     val_size: float = 0.2
     max_group_fraction: float = 0.08
     generated_placeholders: int = 300
-    rare_color_target: int = 0  # 0: the median count of the colors in the training fold
+    rare_color_target: int = 0  # 0: the median count of the colors present in the training fold
     recolor: bool = True  # recolor real crops into the rare colors up to rare_color_target
     type_c: float = 1.0
     color_c: float = 0.3
@@ -197,7 +197,7 @@ def train(
 
     # Rare colors: recolor real crops of the training side up to the target count.
     counts = Counter(colors.y[i] for i, s in enumerate(color_side) if s == "train")
-    target = cfg.rare_color_target or int(np.median([counts.get(k, 0) for k in range(len(COLORS))]))
+    target = cfg.rare_color_target or int(np.median([v for v in counts.values() if v] or [0]))
     sources = [c for c in crops if c[2] == "train"]
     planned = [(col, max(0, target - counts.get(COLORS.index(col), 0))) for col in RARE_COLORS if cfg.recolor]
     total = sum(k for _, k in planned)

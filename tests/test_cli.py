@@ -1,0 +1,63 @@
+"""`lotlens classify` on files and URLs, as a person runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lotlens.cli import app
+from lotlens.labels import TYPES
+from synth import car, jpeg
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[str]:
+    good = tmp_path / "car.jpg"
+    good.write_bytes(jpeg(car("Blue", "scene", 1)))
+    html = tmp_path / "page.jpg"
+    html.write_bytes(b"<html><body>not an image</body></html>")
+    return [str(good), str(html), str(tmp_path / "missing.jpg")]
+
+
+def test_classify_json_answers_in_order_and_skips_with_reasons(files: list[str]) -> None:
+    res = runner.invoke(app, ["classify", "--json", *files])
+    assert res.exit_code == 0  # skipped images do not fail the batch
+    out = json.loads(res.stdout)
+    assert [r["source"] for r in out] == files
+    ok, html, missing = out
+    assert ok["status"] == "ok"
+    assert ok["type"] in TYPES
+    assert ok["model_version"]
+    assert set(ok["scores"]["type"]) == set(TYPES)
+    assert (html["status"], html["reason"]) == ("skipped", "not_an_image")
+    assert (missing["status"], missing["reason"]) == ("skipped", "not_found")
+
+
+def test_classify_table(files: list[str]) -> None:
+    res = runner.invoke(app, ["classify", files[0]])
+    assert res.exit_code == 0, res.output
+    assert "car.jpg" in res.stdout
+    assert "model " in res.stdout
+
+
+def test_classify_urls_from_a_local_server(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    urls = [f"{server}/car.jpg", f"{server}/missing.jpg"]
+    blocked = runner.invoke(app, ["classify", "--json", urls[0]])
+    assert json.loads(blocked.stdout)[0]["reason"] == "blocked_address"
+    monkeypatch.setenv("LOTLENS_ALLOW_PRIVATE_ADDRESSES", "true")
+    res = runner.invoke(app, ["classify", "--json", *urls])
+    out = json.loads(res.stdout)
+    assert out[0]["status"] == "ok"
+    assert out[0]["type"] in TYPES
+    assert (out[1]["status"], out[1]["reason"]) == ("skipped", "http_404")
+
+
+def test_classify_with_a_missing_model_is_a_clear_error(tmp_path: Path, files: list[str]) -> None:
+    res = runner.invoke(app, ["classify", "--model", str(tmp_path), files[0]])
+    assert res.exit_code == 2
+    assert "not a model folder" in res.output

@@ -1,0 +1,182 @@
+"""`lotlens split`, `train` and `evaluate` end to end on a tiny synthetic manifest (fast)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lotlens.cli import app
+from lotlens.labels import COLORS, TYPES
+from lotlens.train.generate import placeholders
+from lotlens.train.manifest import read_manifest
+from lotlens.vision.pipeline import ModelFolder, Pipeline
+from synth import car, jpeg
+
+runner = CliRunner()
+SET_COLORS = ("Red", "Blue", "Yellow", "Black")
+
+
+def _make_set(root: Path, name: str, seed: int, per_class: int) -> Path:
+    """Stock cars on white, Dealer cars in scenes, generated placeholders; groups like advertisers."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(per_class):
+        color = SET_COLORS[i % len(SET_COLORS)]
+        for type_, bg in (("Stock", "white"), ("Dealer", "scene")):
+            path = f"img/{name}-{type_}-{i}.jpg"
+            (root / path).write_bytes(jpeg(car(color, bg, seed * 1000 + i)))
+            rows.append([path, type_, color, f"adv{i % 3}", "extra column"])
+    for i, (_, im) in enumerate(placeholders(per_class, seed=seed + 77)):
+        path = f"img/{name}-ph-{i}.png"
+        Image.fromarray(im).save(root / path)
+        rows.append([path, "Placeholder", "", f"adv{i % 3}", ""])
+    rows.append([f"img/{name}-broken.jpg", "Dealer", "Red", "adv0", ""])
+    (root / f"img/{name}-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    manifest = root / f"{name}.csv"
+    with manifest.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "type", "color", "group", "note"])
+        w.writerows(rows)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("set")
+    train_csv = _make_set(root, "train", seed=1, per_class=12)
+    test_csv = _make_set(root, "test", seed=2, per_class=6)
+    model = root / "model"
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--manifest",
+            str(train_csv),
+            "--out",
+            str(model),
+            "--generated-placeholders",
+            "12",
+            "--seed",
+            "3",
+            "--name",
+            "tiny",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    return model, test_csv, root
+
+
+def test_train_writes_a_complete_model_folder(trained: tuple[Path, Path, Path]) -> None:
+    model, _, root = trained
+    assert {p.name for p in model.iterdir()} >= {"model.json", "heads.npz", "backbone.onnx"}
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["labels"] == {"type": list(TYPES), "color": list(COLORS)}
+    assert meta["version"].startswith("tiny-")
+    assert meta["seed"] == 3
+    assert meta["config"]["generated_placeholders"] == 12
+    assert len(meta["manifest"]["sha256"]) == 64
+    assert meta["preprocessing"]["backbone"]["normalise"] == "(x - 127) / 128"
+    assert [s["path"] for s in meta["data"]["skipped"]] == ["img/train-broken.jpg"]
+    assert meta["data"]["generated"]["recolor"] > 0  # Purple, Burgundy, Pink, Orange were absent
+    assert set(meta["metrics"]) >= {"type", "color", "groups"}
+    assert 0 < meta["decision"]["placeholder_threshold"] <= 0.5
+
+
+def test_training_is_deterministic(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, _, root = trained
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--manifest",
+            str(root / "train.csv"),
+            "--out",
+            str(tmp_path / "again"),
+            "--generated-placeholders",
+            "12",
+            "--seed",
+            "3",
+            "--name",
+            "tiny",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert ModelFolder.read(tmp_path / "again").version == ModelFolder.read(model).version
+
+
+def test_evaluate_json_schema_and_quality(trained: tuple[Path, Path, Path]) -> None:
+    model, test_csv, _ = trained
+    res = runner.invoke(app, ["evaluate", "--model", str(model), "--manifest", str(test_csv), "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["model"].startswith("tiny-")
+    assert r["type"]["n"] == 18  # 6 Stock + 6 Dealer + 6 Placeholder; the broken file is skipped
+    assert r["skipped"][0]["path"] == "img/test-broken.jpg"
+    assert set(r["type"]["recall"]) == set(TYPES)
+    assert isinstance(r["type"]["precision"], dict)
+    assert r["color"]["n"] == 12
+    assert 0 <= r["color"]["accuracy"] <= r["color"]["top2"] <= 1
+    assert {g["group"] for g in r["groups"]} == {"adv0", "adv1", "adv2"}
+    assert all({"group", "n", "type_accuracy"} <= set(g) for g in r["groups"])
+    # Synthetic classes are easy: white field vs. scene vs. flat graphic.
+    assert r["type"]["accuracy"] >= 0.8
+    assert r["type"]["recall"]["Placeholder"] == 1.0
+    assert r["color"]["accuracy"] >= 0.5
+
+
+def test_evaluate_prints_tables_and_writes_html_report(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, test_csv, _ = trained
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(model), "--manifest", str(test_csv), "--report", str(tmp_path / "rep")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "placeholder recall" in res.stdout
+    assert "per group" in res.stdout
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "confusion_type.png" in page
+    assert "tiny-" in page
+    for png in ("confusion_type.png", "confusion_color.png", "groups.png"):
+        assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_images_root_overrides_the_manifest_folder(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, test_csv, root = trained
+    moved = tmp_path / "elsewhere.csv"
+    moved.write_text(test_csv.read_text())
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(model), "--manifest", str(moved), "--json", "--images-root", str(root)]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["type"]["n"] == 18
+
+
+def test_split_command_keeps_small_groups_whole(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, root = trained
+    res = runner.invoke(app, ["split", "--manifest", str(root / "train.csv"), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    train_rows, test_rows = read_manifest(tmp_path / "train.csv"), read_manifest(tmp_path / "test.csv")
+    assert len(train_rows) + len(test_rows) == len(read_manifest(root / "train.csv"))
+    assert {r.path for r in train_rows}.isdisjoint({r.path for r in test_rows})
+
+
+def test_bad_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\nx.jpg,Dealer\n")
+    res = runner.invoke(app, ["train", "--manifest", str(bad), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2
+    assert "missing column" in res.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_trained_model_serves_through_pipeline(trained: tuple[Path, Path, Path]) -> None:
+    model, _, _ = trained
+    pipe = Pipeline.load(model)
+    pred = pipe.classify([np.asarray(car("Red", "white", 99))])[0]
+    assert pred.model_version == pipe.version
+    assert pred.type in TYPES

@@ -1,0 +1,194 @@
+"""The vision pipeline: backbone, detector, signals, heads, the type -> crop -> color flow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lotlens.errors import ModelError
+from lotlens.imaging import decode
+from lotlens.labels import COLORS, TYPES
+from lotlens.train.generate import placeholders, silhouettes
+from lotlens.vision.backbone import FEATURES, preprocess
+from lotlens.vision.heads import LinearHead
+from lotlens.vision.pipeline import ModelFolder, Pipeline, decide_types, default_model_dir
+from lotlens.vision.signals import COLOR_SIGNALS, TYPE_SIGNALS, color_signals, type_signals, white_background_box
+from synth import car
+
+
+def test_import_loads_no_model() -> None:
+    code = (
+        "import sys, lotlens, lotlens.vision, lotlens.cli, lotlens.train.fit, lotlens.train.evaluate;"
+        "heavy = [m for m in ('onnxruntime', 'sklearn', 'matplotlib') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_preprocess_normalises_as_lite0_expects() -> None:
+    img = np.full((10, 20, 3), 255, np.uint8)
+    x = preprocess([img, np.zeros((5, 5, 3), np.uint8)])
+    assert x.shape == (2, 3, 224, 224)
+    assert x.dtype == np.float32
+    assert np.allclose(x[0], (255 - 127) / 128)
+    assert np.allclose(x[1], -127 / 128)
+
+
+def test_backbone_embeds_and_tells_images_apart(pipeline: Pipeline) -> None:
+    red, blank = np.asarray(car("Red", "white", 1)), np.full((220, 320, 3), 255, np.uint8)
+    emb = pipeline.featurizer.backbone.embed([red, blank, red])
+    assert emb.shape == (3, FEATURES)
+    assert np.allclose(emb[0], emb[2], atol=1e-4)
+    assert not np.allclose(emb[0], emb[1], atol=1e-2)
+
+
+def test_detector_finds_a_car_in_a_real_photo(pipeline: Pipeline, dev_data: Path) -> None:
+    # A dealer listing photo with one car filling most of the frame.
+    image = decode((dev_data / "images/009339c8a1baa026.jpeg").read_bytes())
+    boxes = pipeline.featurizer.detector.detect(image)
+    assert boxes, "no vehicle found"
+    big = boxes[0]
+    assert big.label in {"car", "truck"}
+    assert big.area > 0.3 * image.shape[0] * image.shape[1]
+    assert all(boxes[i].area >= boxes[i + 1].area for i in range(len(boxes) - 1))
+
+
+def test_detector_finds_nothing_on_a_blank_field(pipeline: Pipeline) -> None:
+    assert pipeline.featurizer.detector.detect(np.full((300, 400, 3), 128, np.uint8)) == []
+
+
+def test_white_background_box_is_the_vehicles_extent() -> None:
+    img = np.full((200, 300, 3), 255, np.uint8)
+    img[50:150, 60:240] = (200, 30, 30)
+    assert white_background_box(img) == (60, 50, 240, 150)
+    scene = np.asarray(car("Red", "scene", 3))
+    assert white_background_box(scene) is None
+
+
+def test_signals_have_their_declared_length_and_see_color() -> None:
+    red = np.asarray(car("Red", "white", 1))
+    blue = np.asarray(car("Blue", "white", 1))
+    assert type_signals(red).shape == (len(TYPE_SIGNALS),)
+    assert color_signals(red).shape == (COLOR_SIGNALS,)
+    assert not np.allclose(color_signals(red), color_signals(blue))
+    flat = np.full((100, 100, 3), 200, np.uint8)
+    # A flat field: one color fills the image and nothing is colourful.
+    sig = dict(zip(TYPE_SIGNALS, type_signals(flat), strict=True))
+    assert sig["top_color"] == pytest.approx(1.0)
+    assert sig["colourfulness"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_linear_head_is_a_softmax_and_checks_shapes() -> None:
+    head = LinearHead(
+        ("a", "b"),
+        np.zeros(2, np.float32),
+        np.ones(2, np.float32),
+        np.array([[1, 0], [0, 1]], np.float32),
+        np.zeros(2, np.float32),
+    )
+    p = head.predict_proba(np.array([[3.0, 0.0], [0.0, 0.0]]))
+    assert p.sum(axis=1) == pytest.approx([1, 1])
+    assert p[0, 0] > 0.9
+    assert p[1, 0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="inconsistent"):
+        LinearHead(
+            ("a",),
+            np.zeros(2, np.float32),
+            np.ones(2, np.float32),
+            np.zeros((2, 2), np.float32),
+            np.zeros(2, np.float32),
+        )
+
+
+def test_decide_types_favours_placeholder_from_its_threshold() -> None:
+    probs = np.array([[0.5, 0.2, 0.3], [0.3, 0.5, 0.2], [0.1, 0.1, 0.8]], np.float32)
+    ph = TYPES.index("Placeholder")
+    assert decide_types(probs, 0.5) == [0, 1, ph]
+    assert decide_types(probs, 0.25) == [ph, 1, ph]
+
+
+def _forced(pipeline: Pipeline, type_label: str) -> Pipeline:
+    """The bundled model with a type head that always answers `type_label` (a real head, no mock)."""
+    real = pipeline.folder.type_head
+    intercept = np.full(len(TYPES), -20.0, np.float32)
+    intercept[TYPES.index(type_label)] = 20.0
+    head = LinearHead(TYPES, real.mean, real.scale, np.zeros_like(real.coef), intercept)
+    folder = ModelFolder(pipeline.folder.meta, head, pipeline.folder.color_head, pipeline.folder.path)
+    return Pipeline(folder, pipeline.featurizer)
+
+
+def test_placeholder_gets_no_color_and_no_crop(pipeline: Pipeline) -> None:
+    pred = _forced(pipeline, "Placeholder").classify([np.asarray(car("Red", "white", 2))])[0]
+    assert (pred.type, pred.color, pred.box, pred.color_scores) == ("Placeholder", None, None, {})
+    assert set(pred.type_scores) == set(TYPES)
+
+
+def test_stock_on_white_is_cropped_without_the_detector(pipeline: Pipeline) -> None:
+    img = np.asarray(car("Red", "white", 4))
+    pred = _forced(pipeline, "Stock").classify([img])[0]
+    assert pred.box_source == "white_background"
+    x0, y0, x1, y1 = pred.box
+    assert 0 <= x0 < x1 <= img.shape[1]
+    assert 0 <= y0 < y1 <= img.shape[0]
+    assert set(pred.color_scores) == set(COLORS)
+    assert sum(pred.color_scores.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_multi_vehicle_placeholder_is_not_rescued_by_its_crop(pipeline: Pipeline) -> None:
+    import random
+
+    rng = random.Random(7)
+    graphics = [np.asarray(silhouettes(rng)) for _ in range(6)]
+    for pred in pipeline.classify(graphics):
+        assert pred.type == "Placeholder"
+        assert pred.color is None
+        assert pred.box is None
+
+
+def test_bundled_model_finds_generated_placeholders_it_never_saw(pipeline: Pipeline) -> None:
+    # Seed 0 trained the bundled model; 4242 draws other graphics.
+    preds = pipeline.classify([img for _, img in placeholders(30, seed=4242)])
+    assert sum(p.type == "Placeholder" for p in preds) >= 28
+
+
+def test_every_answer_names_model_version_and_all_scores(pipeline: Pipeline) -> None:
+    preds = pipeline.classify([np.asarray(car("Blue", "scene", 5)), np.asarray(car("Yellow", "white", 6))])
+    assert len(preds) == 2
+    for p in preds:
+        assert p.model_version == pipeline.version
+        assert set(p.type_scores) == set(TYPES)
+        d = p.as_dict()
+        assert json.loads(json.dumps(d)) == d
+    assert pipeline.classify([]) == []
+
+
+def test_model_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not a model folder"):
+        ModelFolder.read(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(default_model_dir(), bad, ignore=shutil.ignore_patterns("backbone.onnx"))
+    meta = json.loads((bad / "model.json").read_text())
+    meta["labels"]["color"] = ["Red", "Blue"]
+    (bad / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="label sets"):
+        ModelFolder.read(bad)
+    meta["format"] = 99
+    (bad / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="format"):
+        ModelFolder.read(bad)
+
+
+def test_model_without_matching_backbone_is_refused(tmp_path: Path) -> None:
+    folder = ModelFolder.read(default_model_dir())
+    folder.meta = json.loads(json.dumps(folder.meta))
+    folder.meta["preprocessing"]["backbone"]["sha256"] = "0" * 64
+    folder.write(tmp_path / "m")
+    with pytest.raises(ModelError, match="no backbone"):
+        Pipeline.load(tmp_path / "m")
