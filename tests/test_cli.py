@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from lotlens.cli import app
 from lotlens.labels import TYPES
+
 from synth import car, jpeg
 
 runner = CliRunner()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import IMAGE
 from lotlens.errors import FetchError
 from lotlens.fetch import fetch_bytes, is_public_host
+
+from conftest import IMAGE
 
 
 def test_fetches_an_image(server: str) -> None:

@@ -16,6 +16,7 @@ from lotlens.labels import COLORS, TYPES
 from lotlens.train.generate import placeholders
 from lotlens.train.manifest import read_manifest
 from lotlens.vision.pipeline import ModelFolder, Pipeline
+
 from synth import car, jpeg
 
 runner = CliRunner()

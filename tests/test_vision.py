@@ -19,6 +19,7 @@ from lotlens.vision.backbone import FEATURES, preprocess
 from lotlens.vision.heads import LinearHead
 from lotlens.vision.pipeline import ModelFolder, Pipeline, decide_types, default_model_dir
 from lotlens.vision.signals import COLOR_SIGNALS, TYPE_SIGNALS, color_signals, type_signals, white_background_box
+
 from synth import car
 
 
