@@ -273,6 +273,22 @@ def _print_evaluation(r: dict[str, Any]) -> None:
     out.print(w)
 
 
+db_app = typer.Typer(no_args_is_help=True, help="The store's database.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database (`LOTLENS_DATABASE_URL`, default SQLite under the data folder)."""
+    from lotlens.store import make_engine, upgrade
+
+    url = Settings().resolved_database_url()
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    out.print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
 def main() -> None:
     """Entry point of the `lotlens` script."""
     app()

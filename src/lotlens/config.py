@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOTLENS_", extra="ignore")
 
     data_dir: Path = Field(default=Path("lotlens-data"), description="local data folder")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; None = SQLite under data_dir")
     model_dir: Path | None = Field(default=None, description="model folder; None = the bundled model")
     max_pixels: int = Field(default=50_000_000, gt=0, description="decoded pixel limit (bombs)")
     max_image_bytes: int = Field(default=20_000_000, gt=0, description="largest image file accepted")
@@ -21,3 +22,7 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(default=15.0, gt=0, description="seconds for one download")
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
+
+    def resolved_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file under `data_dir`."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'lotlens.db').resolve()}"

@@ -42,13 +42,17 @@ def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = 
     with warnings.catch_warnings():
         # Our own limit is checked below; Pillow's warning must not leak out or abort early.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Nor must its complaints about damaged metadata ("Corrupt EXIF data"): the pixels are what count.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError("too_many_pixels", str(exc)) from exc
         except UnidentifiedImageError as exc:
             raise ImageDecodeError("not_an_image", "not a recognised image format") from exc
-        except (OSError, ValueError, SyntaxError) as exc:
+        except OSError as exc:
+            raise ImageDecodeError(_os_error_reason(exc), str(exc)) from exc
+        except (ValueError, SyntaxError) as exc:
             raise ImageDecodeError("corrupt", str(exc)) from exc
         width, height = im.size
         if width <= 0 or height <= 0:
@@ -56,7 +60,8 @@ def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = 
         if width * height > max_pixels:
             raise ImageDecodeError("too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels")
         try:
-            if im.format == "JPEG" and min_side:
+            # MPO: a JPEG with extra pictures (phone depth maps, stereo), decoded by the JPEG plugin.
+            if im.format in ("JPEG", "MPO") and min_side:
                 scale = min(width, height) / min_side
                 if scale >= 2:
                     im.draft(None, (max(1, round(width / scale)), max(1, round(height / scale))))
@@ -65,12 +70,16 @@ def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = 
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError("too_many_pixels", str(exc)) from exc
         except OSError as exc:
-            msg = str(exc)
-            reason = "truncated" if "truncated" in msg or "broken data stream" in msg else "corrupt"
-            raise ImageDecodeError(reason, msg) from exc
+            raise ImageDecodeError(_os_error_reason(exc), str(exc)) from exc
         except (ValueError, SyntaxError, EOFError) as exc:
             raise ImageDecodeError("corrupt", str(exc)) from exc
         return _to_rgb(_orient(im))
+
+
+def _os_error_reason(exc: OSError) -> str:
+    # Pillow says "image file is truncated" in the pixel data, "Truncated File Read" in a JPEG header.
+    msg = str(exc).lower()
+    return "truncated" if "truncated" in msg or "broken data stream" in msg else "corrupt"
 
 
 def _orient(im: Image.Image) -> Image.Image:
@@ -87,17 +96,20 @@ def _to_rgb(im: Image.Image) -> RGBArray:
         mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
+        finite = arr[np.isfinite(arr)]  # float TIFFs may hold NaN/inf ("no data")
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
         if mode.startswith("I;16"):
             lo, hi = 0.0, 65535.0
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         grey = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("RGB", "L") and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, rgba)
     try:
+        if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("RGB", "L") and "transparency" in im.info):
+            # Pillow converts premultiplied "La" (TIFF, associated alpha) only to "LA".
+            rgba = (im.convert("LA") if mode == "La" else im).convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(white, rgba)
         rgb = im.convert("RGB")
     except (ValueError, OSError) as exc:
         raise ImageDecodeError("unsupported_mode", f"cannot convert mode {mode}") from exc

@@ -1,0 +1,390 @@
+"""The cache and fix repository over SQLAlchemy: one `Store` per database, sessions per call.
+
+Answers resolve per advertiser: that advertiser's latest fix of a field, else the latest global
+(staff) fix, else the newest prediction. Predictions and fixes live in separate rows, so a
+prediction that finishes after a fix can never overwrite it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from lotlens.labels import COLORS, PLACEHOLDER, TYPES, normalise_color
+from lotlens.store.tables import Fix, HeaderKey, Host, Image, Prediction, Sighting
+
+FIELDS = ("type", "color")
+SCOPES = ("advertiser", "global")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout for concurrent writers."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to `revision` (the `lotlens db upgrade` step)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("lotlens.store") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+@dataclass(frozen=True)
+class FixRecord:
+    """One row of the fix history."""
+
+    id: int
+    content_key: str
+    advertiser: str | None
+    field: str
+    old_value: str | None
+    new_value: str | None
+    actor: str
+    role: str
+    scope: str
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The resolved answer for one image as one advertiser sees it."""
+
+    content_key: str
+    type: str | None
+    color: str | None
+    scores: dict[str, Any] = field(default_factory=dict)
+    box: list[int] | None = None
+    model_version: str | None = None
+    manual: tuple[str, ...] = ()  # the fields that come from fixes
+
+    @property
+    def source(self) -> str:
+        return "manual" if self.manual else "model"
+
+
+def _fix_record(f: Fix) -> FixRecord:
+    return FixRecord(
+        f.id,
+        f.content_key,
+        f.advertiser,
+        f.field,
+        f.old_value,
+        f.new_value,
+        f.actor,
+        f.role,
+        f.scope,
+        f.comment,
+        f.created_at,
+    )
+
+
+class Store:
+    """Repository over one database. Thread-safe: every method opens its own session."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, migrate: bool = True) -> Store:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    def _insert(self, table: Any) -> Any:
+        return (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(table)
+
+    # -- images and keys -------------------------------------------------------------------------
+
+    def put_image(
+        self,
+        content_key: str,
+        phash: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        size_bytes: int | None = None,
+    ) -> None:
+        """Record an image's content once (later calls with the same key change nothing)."""
+        with self._session.begin() as s:
+            s.execute(
+                self._insert(Image)
+                .values(
+                    content_key=content_key,
+                    phash=phash,
+                    width=width,
+                    height=height,
+                    size_bytes=size_bytes,
+                    first_seen=now(),
+                )
+                .on_conflict_do_nothing(index_elements=["content_key"])
+            )
+
+    def remember_header_key(self, header_key: str, content_key: str, host: str, url: str) -> str | None:
+        """Map a header key to content; return the content it mapped to before if that differs."""
+        with self._session.begin() as s:
+            row = s.get(HeaderKey, header_key, with_for_update=True)
+            if row is None:
+                s.add(
+                    HeaderKey(
+                        header_key=header_key,
+                        content_key=content_key,
+                        host=host,
+                        url=url,
+                        first_seen=now(),
+                        last_seen=now(),
+                    )
+                )
+                return None
+            before = row.content_key
+            row.content_key, row.last_seen, row.url = content_key, now(), url
+            return before if before != content_key else None
+
+    def lookup_header_keys(self, keys: Iterable[str]) -> dict[str, str]:
+        """header key -> content key, for the keys known."""
+        keys = list(set(keys))
+        if not keys:
+            return {}
+        with self._session() as s:
+            return dict(
+                s.execute(
+                    select(HeaderKey.header_key, HeaderKey.content_key).where(HeaderKey.header_key.in_(keys))
+                ).all()
+            )
+
+    def see(self, advertiser: str, url: str, content_key: str, vehicle_id: str | None = None) -> None:
+        """Record that `advertiser` shows `content_key` at `url` (its inventory)."""
+        with self._session.begin() as s:
+            row = s.get(Sighting, (advertiser, url), with_for_update=True)
+            if row is None:
+                s.add(
+                    Sighting(
+                        advertiser=advertiser,
+                        url=url,
+                        content_key=content_key,
+                        vehicle_id=vehicle_id,
+                        first_seen=now(),
+                        last_seen=now(),
+                    )
+                )
+            else:
+                row.content_key, row.last_seen = content_key, now()
+                row.vehicle_id = vehicle_id or row.vehicle_id
+
+    def inventory(self, advertiser: str) -> list[str]:
+        """The content keys an advertiser shows, newest sighting first."""
+        with self._session() as s:
+            return list(
+                s.scalars(
+                    select(Sighting.content_key)
+                    .where(Sighting.advertiser == advertiser)
+                    .order_by(Sighting.last_seen.desc())
+                )
+            )
+
+    # -- hosts ------------------------------------------------------------------------------------
+
+    def host_trusted(self, host: str) -> bool:
+        with self._session() as s:
+            row = s.get(Host, host)
+            return True if row is None else row.trusted
+
+    def distrust_host(self, host: str, reason: str) -> bool:
+        """Mark a host's headers untrusted; True when this call changed it."""
+        with self._session.begin() as s:
+            row = s.get(Host, host, with_for_update=True)
+            if row is None:
+                s.add(Host(host=host, trusted=False, reason=reason, changed_at=now()))
+                return True
+            if not row.trusted:
+                return False
+            row.trusted, row.reason, row.changed_at = False, reason, now()
+            return True
+
+    # -- predictions ------------------------------------------------------------------------------
+
+    def put_prediction(
+        self,
+        content_key: str,
+        model_version: str,
+        type_: str,
+        color: str | None,
+        scores: dict[str, Any],
+        box: Sequence[int] | None = None,
+    ) -> None:
+        """Store a model's answer (one per image and model version; a repeat replaces nothing)."""
+        if type_ not in TYPES or (color is not None and color not in COLORS):
+            raise ValueError(f"bad prediction {type_!r}/{color!r}")
+        with self._session.begin() as s:
+            s.execute(
+                self._insert(Prediction)
+                .values(
+                    content_key=content_key,
+                    model_version=model_version,
+                    type=type_,
+                    color=None if type_ == PLACEHOLDER else color,
+                    scores=scores,
+                    box=list(box) if box else None,
+                    created_at=now(),
+                )
+                .on_conflict_do_nothing(index_elements=["content_key", "model_version"])
+            )
+
+    # -- fixes ------------------------------------------------------------------------------------
+
+    def add_fix(
+        self,
+        content_key: str,
+        field_name: str,
+        new_value: str | None,
+        *,
+        actor: str,
+        role: str,
+        scope: str,
+        advertiser: str | None,
+        comment: str | None = None,
+    ) -> FixRecord:
+        """Append a fix; its old value is the answer the fixer saw, read in the same transaction.
+
+        Raises:
+            ValueError: unknown field, scope or label, or an advertiser-scope fix without advertiser.
+            KeyError: the image is unknown.
+        """
+        if field_name not in FIELDS:
+            raise ValueError(f"field must be one of {FIELDS}")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}")
+        if scope == "advertiser" and not advertiser:
+            raise ValueError("an advertiser-scope fix needs an advertiser")
+        if field_name == "type" and new_value not in TYPES:
+            raise ValueError(f"type must be one of {TYPES}")
+        if field_name == "color":
+            new_value = normalise_color(new_value)
+        with self._session.begin() as s:
+            if s.get(Image, content_key) is None:
+                raise KeyError(content_key)
+            current = self._resolve(s, [content_key], advertiser)[content_key]
+            row = Fix(
+                content_key=content_key,
+                advertiser=advertiser,
+                field=field_name,
+                old_value=getattr(current, field_name),
+                new_value=new_value,
+                actor=actor,
+                role=role,
+                scope=scope,
+                comment=comment,
+                created_at=now(),
+            )
+            s.add(row)
+            s.flush()
+            return _fix_record(row)
+
+    def fixes(
+        self, advertiser: str | None = None, since: datetime | None = None, content_key: str | None = None
+    ) -> list[FixRecord]:
+        """The fix history, oldest first. An advertiser sees its own fixes and the global ones."""
+        q = select(Fix).order_by(Fix.created_at, Fix.id)
+        if advertiser is not None:
+            q = q.where((Fix.advertiser == advertiser) | (Fix.scope == "global"))
+        if since is not None:
+            q = q.where(Fix.created_at >= since)
+        if content_key is not None:
+            q = q.where(Fix.content_key == content_key)
+        with self._session() as s:
+            return [_fix_record(f) for f in s.scalars(q)]
+
+    def fixed_phashes(self, advertiser: str | None) -> list[tuple[str, int]]:
+        """(content key, pHash) of images with a fix visible to `advertiser`, for near-duplicate search."""
+        q = (
+            select(Image.content_key, Image.phash)
+            .join(Fix, Fix.content_key == Image.content_key)
+            .where(Image.phash.is_not(None))
+            .distinct()
+        )
+        q = q.where((Fix.scope == "global") | (Fix.advertiser == advertiser))
+        with self._session() as s:
+            return [(k, int(h)) for k, h in s.execute(q).all() if h is not None]
+
+    # -- answers ----------------------------------------------------------------------------------
+
+    def answers(self, content_keys: Iterable[str], advertiser: str | None) -> dict[str, Answer]:
+        """Resolved answers for the keys that have a prediction or a fix."""
+        keys = list(set(content_keys))
+        if not keys:
+            return {}
+        with self._session() as s:
+            return {k: a for k, a in self._resolve(s, keys, advertiser).items() if a.type or a.manual}
+
+    def _resolve(self, s: Session, keys: list[str], advertiser: str | None) -> dict[str, Answer]:
+        preds: dict[str, Prediction] = {}
+        for pred in s.scalars(
+            select(Prediction).where(Prediction.content_key.in_(keys)).order_by(Prediction.created_at, Prediction.id)
+        ):
+            preds[pred.content_key] = pred  # the newest wins
+        chosen: dict[tuple[str, str], tuple[int, str | None]] = {}
+        q = select(Fix).where(Fix.content_key.in_(keys)).order_by(Fix.created_at, Fix.id)
+        for f in s.scalars(q):
+            if f.scope == "advertiser" and f.advertiser != advertiser:
+                continue  # another advertiser's view
+            rank = 1 if f.scope == "advertiser" else 0
+            prev = chosen.get((f.content_key, f.field))
+            if prev is None or rank >= prev[0]:
+                chosen[(f.content_key, f.field)] = (rank, f.new_value)
+        out = {}
+        for k in keys:
+            p = preds.get(k)
+            type_ = p.type if p else None
+            color = normalise_color(p.color) if p else None
+            manual = []
+            if (k, "type") in chosen:
+                type_ = chosen[(k, "type")][1]
+                manual.append("type")
+            if (k, "color") in chosen:
+                color = normalise_color(chosen[(k, "color")][1])
+                manual.append("color")
+            if type_ == PLACEHOLDER:
+                color = None
+            out[k] = Answer(
+                k,
+                type_,
+                color,
+                dict(p.scores) if p else {},
+                p.box if p else None,
+                p.model_version if p else None,
+                tuple(manual),
+            )
+        return out

@@ -1,0 +1,94 @@
+"""SQLAlchemy tables of the store. Request/response schemas live elsewhere (pydantic)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+KEY = 66  # "c:" / "h:" + 64 hex digits
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    """One row per distinct image content (content key = sha256 of the bytes)."""
+
+    __tablename__ = "images"
+    content_key: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    phash: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HeaderKey(Base):
+    """What a header key (normalised URL + strong validators) was last seen to serve."""
+
+    __tablename__ = "header_keys"
+    header_key: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Sighting(Base):
+    """An advertiser's image at a URL: the inventory the review pages and reclassify walk."""
+
+    __tablename__ = "sightings"
+    advertiser: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(Text, primary_key=True)
+    content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
+    vehicle_id: Mapped[str | None] = mapped_column(String(128))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Prediction(Base):
+    """A model's answer for an image; one per (image, model version)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("content_key", "model_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))
+    color: Mapped[str | None] = mapped_column(String(16))
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    box: Mapped[list[int] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Fix(Base):
+    """A manual fix of one field. Append-only: the migration adds triggers that refuse UPDATE/DELETE."""
+
+    __tablename__ = "fixes"
+    __table_args__ = (Index("ix_fixes_advertiser_created", "advertiser", "created_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
+    advertiser: Mapped[str | None] = mapped_column(String(128))
+    field: Mapped[str] = mapped_column(String(8))
+    old_value: Mapped[str | None] = mapped_column(String(16))
+    new_value: Mapped[str | None] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Host(Base):
+    """Whether a CDN host's headers can be trusted for header keys."""
+
+    __tablename__ = "hosts"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    trusted: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

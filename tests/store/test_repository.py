@@ -1,0 +1,216 @@
+"""The cache and fix repository, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from lotlens.labels import COLORS, TYPES
+from lotlens.store import Store
+
+K1, K2 = "c:" + "1" * 64, "c:" + "2" * 64
+SCORES = {"type": {"Dealer": 0.9, "Stock": 0.05, "Placeholder": 0.05}, "color": {"Red": 0.8}}
+
+
+def _predict(store: Store, key: str, version: str = "m1", type_: str = "Dealer", color: str | None = "Red") -> None:
+    store.put_image(key, phash=123)
+    store.put_prediction(key, version, type_, color, SCORES, [1, 2, 30, 40])
+
+
+def test_migrations_create_every_table(store: Store) -> None:
+    names = set(inspect(store.engine).get_table_names())
+    assert {"images", "header_keys", "sightings", "predictions", "fixes", "hosts", "alembic_version"} <= names
+
+
+def test_upgrade_twice_is_a_no_op(store_url: str) -> None:
+    Store.from_url(store_url).engine.dispose()
+    again = Store.from_url(store_url)
+    with again.engine.connect() as c:
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0001"
+    again.engine.dispose()
+
+
+def test_prediction_is_the_answer_until_fixed(store: Store) -> None:
+    _predict(store, K1)
+    a = store.answers([K1, K2], "adv-a")
+    assert set(a) == {K1}
+    assert (a[K1].type, a[K1].color, a[K1].source, a[K1].model_version) == ("Dealer", "Red", "model", "m1")
+    assert a[K1].box == [1, 2, 30, 40]
+    assert a[K1].scores == SCORES
+
+
+def test_newest_prediction_wins(store: Store) -> None:
+    _predict(store, K1, "m1", "Dealer", "Red")
+    store.put_prediction(K1, "m2", "Stock", "Blue", SCORES)
+    assert store.answers([K1], None)[K1].model_version == "m2"
+    assert store.answers([K1], None)[K1].color == "Blue"
+
+
+def test_placeholder_has_no_color_and_legacy_na_reads_as_null(store: Store) -> None:
+    _predict(store, K1, type_="Placeholder", color=None)
+    assert store.answers([K1], None)[K1].color is None
+    store.put_image(K2)
+    with store.engine.begin() as c:  # a row as the old system wrote it
+        c.execute(
+            text(
+                "insert into predictions (content_key, model_version, type, color, scores, created_at) "
+                "values (:k, 'legacy', 'Dealer', 'N/A', '{}', :t)"
+            ),
+            {"k": K2, "t": datetime.now(UTC)},
+        )
+    assert store.answers([K2], None)[K2].color is None
+
+
+def test_advertiser_fix_beats_global_fix_beats_prediction(store: Store) -> None:
+    _predict(store, K1)
+    g = store.add_fix(K1, "color", "Blue", actor="staff-1", role="staff", scope="global", advertiser=None)
+    assert (g.old_value, g.new_value) == ("Red", "Blue")
+    a = store.add_fix(K1, "color", "Green", actor="dealer-a", role="advertiser:a", scope="advertiser", advertiser="a")
+    assert a.old_value == "Blue"  # what advertiser a saw when fixing
+    assert store.answers([K1], "a")[K1].color == "Green"
+    assert store.answers([K1], "b")[K1].color == "Blue"  # b sees the staff answer, not a's fix
+    assert store.answers([K1], "b")[K1].source == "manual"
+    assert store.answers([K1], "b")[K1].manual == ("color",)
+    # A later global fix does not undo a's own fix in a's view.
+    store.add_fix(K1, "color", "Black", actor="staff-1", role="staff", scope="global", advertiser=None)
+    assert store.answers([K1], "a")[K1].color == "Green"
+    assert store.answers([K1], "b")[K1].color == "Black"
+
+
+def test_type_fix_to_placeholder_clears_color(store: Store) -> None:
+    _predict(store, K1)
+    store.add_fix(K1, "type", "Placeholder", actor="x", role="staff", scope="global", advertiser=None)
+    ans = store.answers([K1], "a")[K1]
+    assert (ans.type, ans.color) == ("Placeholder", None)
+
+
+def test_a_fix_without_prediction_is_an_answer(store: Store) -> None:
+    store.put_image(K2)
+    store.add_fix(K2, "type", "Stock", actor="x", role="staff", scope="global", advertiser=None)
+    ans = store.answers([K2], None)[K2]
+    assert (ans.type, ans.source, ans.model_version) == ("Stock", "manual", None)
+
+
+def test_prediction_after_fix_never_overrides_it(store: Store) -> None:
+    _predict(store, K1, "m1")
+    store.add_fix(K1, "type", "Stock", actor="x", role="staff", scope="global", advertiser=None)
+    store.put_prediction(K1, "m2", "Placeholder", None, SCORES)  # finishes after the fix
+    assert store.answers([K1], None)[K1].type == "Stock"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "scope", "advertiser", "error"),
+    [
+        ("size", "x", "global", None, ValueError),
+        ("type", "Car", "global", None, ValueError),
+        ("color", "Teal", "global", None, ValueError),
+        ("color", "Red", "everyone", None, ValueError),
+        ("color", "Red", "advertiser", None, ValueError),
+    ],
+)
+def test_bad_fixes_are_refused(
+    store: Store, field: str, value: str, scope: str, advertiser: str | None, error: type[Exception]
+) -> None:
+    _predict(store, K1)
+    with pytest.raises(error):
+        store.add_fix(K1, field, value, actor="x", role="staff", scope=scope, advertiser=advertiser)
+    assert store.fixes() == []
+
+
+def test_fix_of_unknown_image(store: Store) -> None:
+    with pytest.raises(KeyError):
+        store.add_fix(K2, "type", "Stock", actor="x", role="staff", scope="global", advertiser=None)
+
+
+def test_history_is_append_only_in_the_database(store: Store) -> None:
+    _predict(store, K1)
+    store.add_fix(K1, "type", "Stock", actor="x", role="staff", scope="global", advertiser=None)
+    for sql in ("update fixes set new_value = 'Dealer'", "delete from fixes"):
+        with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as c:
+            c.execute(text(sql))
+    assert [f.new_value for f in store.fixes()] == ["Stock"]
+
+
+def test_history_filters(store: Store) -> None:
+    _predict(store, K1)
+    _predict(store, K2)
+    store.add_fix(
+        K1, "type", "Stock", actor="a1", role="advertiser:a", scope="advertiser", advertiser="a", comment="studio shot"
+    )
+    store.add_fix(K2, "color", "Blue", actor="b1", role="advertiser:b", scope="advertiser", advertiser="b")
+    store.add_fix(K2, "type", "Dealer", actor="s", role="staff", scope="global", advertiser=None)
+    history = store.fixes()
+    assert [(f.actor, f.field) for f in history] == [("a1", "type"), ("b1", "color"), ("s", "type")]
+    assert history[0].comment == "studio shot"
+    assert history[0].created_at <= history[1].created_at <= history[2].created_at
+    assert [f.actor for f in store.fixes(advertiser="a")] == ["a1", "s"]
+    assert [f.actor for f in store.fixes(content_key=K2)] == ["b1", "s"]
+    assert store.fixes(since=datetime.now(UTC) + timedelta(minutes=1)) == []
+
+
+def test_header_keys_and_trust(store: Store) -> None:
+    store.put_image(K1)
+    store.put_image(K2)
+    assert store.remember_header_key("h:1", K1, "cdn.x", "https://cdn.x/1.jpg") is None
+    assert store.remember_header_key("h:1", K1, "cdn.x", "https://cdn.x/1.jpg") is None
+    assert store.lookup_header_keys(["h:1", "h:2"]) == {"h:1": K1}
+    # One header key, different bytes: the caller learns what it served before.
+    assert store.remember_header_key("h:1", K2, "cdn.x", "https://cdn.x/1.jpg") == K1
+    assert store.host_trusted("cdn.x")
+    assert store.distrust_host("cdn.x", "header key served new bytes")
+    assert not store.distrust_host("cdn.x", "again")
+    assert not store.host_trusted("cdn.x")
+    assert store.host_trusted("other.cdn")
+
+
+def test_inventory_and_near_duplicate_candidates(store: Store) -> None:
+    _predict(store, K1)
+    _predict(store, K2)
+    store.see("a", "https://cdn.x/1.jpg", K1, "v1")
+    store.see("a", "https://cdn.x/2.jpg", K2)
+    store.see("b", "https://cdn.x/1.jpg", K1)
+    assert set(store.inventory("a")) == {K1, K2}
+    assert store.inventory("b") == [K1]
+    store.add_fix(K1, "color", "Blue", actor="a1", role="advertiser:a", scope="advertiser", advertiser="a")
+    assert store.fixed_phashes("a") == [(K1, 123)]
+    assert store.fixed_phashes("b") == []
+
+
+def test_concurrent_predictions_and_fixes_keep_every_fix(store: Store) -> None:
+    """Randomised interleavings: whatever order they land in, the last fix is the answer."""
+    keys = [f"c:{i:064x}" for i in range(6)]
+    for k in keys:
+        store.put_image(k)
+    rng = random.Random(11)
+    expected: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def predictor(n: int) -> None:
+        r = random.Random(n)
+        for i in range(12):
+            k = r.choice(keys)
+            store.put_prediction(k, f"m{n}-{i}", r.choice(TYPES), r.choice(COLORS), SCORES)
+
+    def fixer() -> None:
+        for _ in range(12):
+            k = rng.choice(keys)
+            color = rng.choice(COLORS)
+            with lock:  # the fixes themselves are ordered; predictions race against them
+                store.add_fix(k, "color", color, actor="s", role="staff", scope="global", advertiser=None)
+                expected[k] = color
+
+    threads = [threading.Thread(target=predictor, args=(n,)) for n in range(3)] + [threading.Thread(target=fixer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    answers = store.answers(keys, None)
+    for k, color in expected.items():
+        if answers[k].type != "Placeholder":
+            assert answers[k].color == color
+        assert "color" in answers[k].manual
