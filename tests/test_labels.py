@@ -11,7 +11,7 @@ def test_label_sets_are_fixed_and_unique() -> None:
     # The order is the column order of every score array: changing it breaks saved models.
     assert TYPES == ("Dealer", "Stock", "Placeholder")
     assert len(set(COLORS)) == len(COLORS) == 12
-    assert COLORS == tuple(sorted(COLORS))
+    assert tuple(sorted(COLORS)) == COLORS
     assert PLACEHOLDER in TYPES
     assert set(RARE_COLORS) <= set(COLORS)
 
@@ -21,7 +21,9 @@ def test_every_type_is_its_own_canonical_form(name: str) -> None:
     assert normalise_type(name) == name
 
 
-@pytest.mark.parametrize(("value", "expected"), [("dealer", "Dealer"), ("  STOCK ", "Stock"), ("pLaCeHoLdEr", PLACEHOLDER)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("dealer", "Dealer"), ("  STOCK ", "Stock"), ("pLaCeHoLdEr", PLACEHOLDER)]
+)
 def test_type_is_case_and_space_insensitive(value: str, expected: str) -> None:
     assert normalise_type(value) == expected
 

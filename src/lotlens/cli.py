@@ -42,17 +42,41 @@ def _fail(exc: LotlensError) -> None:
     raise typer.Exit(2)
 
 
-def _read_source(source: str, settings: Settings) -> bytes:
-    """Bytes of a local file or an http(s) URL, within the configured size limit."""
-    if source.startswith(("http://", "https://")):
-        from lotlens.fetch import fetch_bytes
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
 
-        return fetch_bytes(
-            source,
-            max_bytes=settings.max_image_bytes,
-            timeout=settings.fetch_timeout,
-            allow_private=settings.allow_private_addresses,
-        )
+
+def _read_sources(sources: list[str], settings: Settings) -> list[bytes | FetchError]:
+    """Bytes (or the error) of each local file or http(s) URL; URLs are fetched concurrently."""
+    import asyncio
+
+    from lotlens.fetch import Fetcher
+
+    async def fetch_all(urls: list[str]) -> list[bytes | FetchError]:
+        async with Fetcher(settings) as f:
+            got = await asyncio.gather(*(f.get(u) for u in urls), return_exceptions=True)
+        out: list[bytes | FetchError] = []
+        for g in got:
+            if isinstance(g, BaseException) and not isinstance(g, FetchError):
+                raise g
+            out.append(g if isinstance(g, FetchError) else g.data)
+        return out
+
+    urls = [s for s in sources if _is_url(s)]
+    fetched = iter(asyncio.run(fetch_all(urls)) if urls else [])
+    result: list[bytes | FetchError] = []
+    for s in sources:
+        if _is_url(s):
+            result.append(next(fetched))
+        else:
+            try:
+                result.append(_read_file(s, settings))
+            except FetchError as exc:
+                result.append(exc)
+    return result
+
+
+def _read_file(source: str, settings: Settings) -> bytes:
     path = Path(source)
     try:
         if path.stat().st_size > settings.max_image_bytes:
@@ -91,10 +115,12 @@ def classify(
         for start in range(0, len(sources), settings.batch_size):
             chunk = sources[start : start + settings.batch_size]
             images, slots = [], []
-            for source in chunk:
+            for source, data in zip(chunk, _read_sources(chunk, settings), strict=True):
                 slot: dict[str, Any] = {"source": source, "status": "ok", "reason": None}
                 try:
-                    images.append(decode(_read_source(source, settings), max_pixels=settings.max_pixels))
+                    if isinstance(data, FetchError):
+                        raise data
+                    images.append(decode(data, max_pixels=settings.max_pixels))
                     slots.append(slot)
                 except (FetchError, ImageDecodeError) as exc:
                     slot |= {"status": "skipped", "reason": exc.reason, "detail": exc.detail}
