@@ -13,7 +13,7 @@ from lotlens.config import Settings
 from lotlens.errors import FetchError
 from lotlens.fetch import Fetched, Fetcher, address_allowed, sniff_image
 
-from conftest import HITS, IMAGE
+from httpserver import HITS, IMAGE
 
 FAST = {"fetch_backoff": 0.01, "fetch_total_timeout": 5.0, "max_image_bytes": 20_000}
 

@@ -1,0 +1,131 @@
+"""A real local HTTP server for fetcher and service tests: an image and every failure mode."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from synth import car, jpeg
+
+IMAGE = jpeg(car("Red", "white", 1))
+HITS: dict[str, int] = {}
+
+
+def bomb_png() -> bytes:
+    """A small PNG that declares 30000 x 30000 pixels (a decompression bomb)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (30000, 30000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Serves an image and every failure mode the fetcher must survive."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False) -> None:  # noqa: C901 (one branch per failure mode)
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(self.path)
+        path, query = parts.path, parse_qs(parts.query)
+        HITS[self.command + " " + path] = HITS.get(self.command + " " + path, 0) + 1
+        if path in ("/car.jpg", "/etag/car.jpg"):
+            self._send(200, IMAGE, "image/jpeg", head, {"ETag": '"v1"'} if path.startswith("/etag") else {})
+        elif path == "/weak/car.jpg":
+            self._send(200, IMAGE, "image/jpeg", head, {"ETag": 'W/"v1"'})
+        elif path == "/wrong-type.jpg":
+            self._send(200, IMAGE, "text/html", head)
+        elif path == "/html.jpg":
+            self._send(200, b"<!doctype html><html><body>Not found</body></html>", "image/jpeg", head)
+        elif path == "/bomb.png":
+            self._send(200, BOMB, "image/png", head)
+        elif path == "/missing.jpg":
+            self._send(404, b"nope", "text/plain", head)
+        elif path == "/error.jpg":
+            self._send(500, b"boom", "text/plain", head)
+        elif path == "/flaky.jpg":
+            n = HITS[self.command + " " + path]
+            self._send(503 if n % 3 else 200, IMAGE if n % 3 == 0 else b"busy", "image/jpeg", head)
+        elif path == "/big.jpg":
+            self._send(200, b"\xff\xd8\xff" + b"\0" * 50_000, "image/jpeg", head)
+        elif path == "/big-chunked.jpg":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for _ in range(50):
+                self.wfile.write(b"\xff" * 1000)
+            self.close_connection = True
+        elif path == "/truncated.jpg":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(IMAGE)))
+            self.end_headers()
+            self.wfile.write(IMAGE[: len(IMAGE) // 3])
+            self.close_connection = True
+        elif path == "/reset.jpg":
+            import socket
+            import struct
+
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+        elif path == "/loop.jpg":
+            self._redirect("/loop.jpg")
+        elif path == "/hop.jpg":
+            self._redirect("/car.jpg")
+        elif path == "/redirect":
+            self._redirect(query["to"][0])
+        elif path == "/slow.jpg":
+            threading.Event().wait(1.5)
+            self._send(200, IMAGE, "image/jpeg", head)
+        else:
+            self._send(404, b"", "text/plain", head)
+
+    def _send(
+        self, status: int, body: bytes, ctype: str, head: bool = False, extra: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _redirect(self, to: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", to)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+BOMB = bomb_png()
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up on purpose (size limits) are not errors here
+
+
+def serve(address: str) -> Iterator[str]:
+    httpd = QuietServer((address, 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{address}:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
