@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,10 @@ class Settings(BaseSettings):
     fetch_per_host: int = Field(default=6, gt=0, description="downloads in flight per host")
     fetch_retries: int = Field(default=2, ge=0, description="retries after a 5xx or a timeout")
     fetch_backoff: float = Field(default=0.5, ge=0, description="first retry delay, seconds (doubles)")
+    phash_distance: int = Field(default=6, ge=0, le=32, description="bits: a fixed image's re-encodings")
+    key_modes: dict[str, Literal["auto", "header", "content"]] = Field(
+        default_factory=dict, description='per advertiser: {"adv": "content"} forces content keys'
+    )
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
 

@@ -197,12 +197,17 @@ class Pipeline:
         probs = self.folder.type_head.predict_proba(type_features)
         return [TYPES[i] for i in decide_types(probs, self.folder.placeholder_threshold)], probs
 
-    def classify(self, images: Sequence[RGBArray]) -> list[Prediction]:
-        """Classify a batch of decoded images, in order."""
+    def classify(self, images: Sequence[RGBArray], with_color: Sequence[bool] | None = None) -> list[Prediction]:
+        """Classify a batch of decoded images, in order.
+
+        Args:
+            with_color: per image, False skips the crop and color (the caller already knows the
+                color); the answer then has no color and no color scores.
+        """
         if not images:
             return []
         types, type_probs = self.predict_types(self.featurizer.type_features(images))
-        todo = [i for i, t in enumerate(types) if t != PLACEHOLDER]
+        todo = [i for i, t in enumerate(types) if t != PLACEHOLDER and (with_color is None or with_color[i])]
         located = {i: self.featurizer.locate(images[i]) for i in todo}
         color_probs = {}
         if todo:

@@ -1,0 +1,249 @@
+"""One batch end to end: header keys -> lookup -> fetch misses -> content keys -> lookup again ->
+decode and classify the rest -> store -> answers in input order.
+
+Nothing an image does fails the batch: a bad URL, a dead CDN, a corrupt file or a model error makes
+that one image `skipped` with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from lotlens.config import Settings
+from lotlens.errors import FetchError, ImageDecodeError
+from lotlens.fetch import Fetched, Fetcher
+from lotlens.imaging import decode
+from lotlens.keys import content_key, hamming, header_key, normalise_url, perceptual_hash
+from lotlens.labels import PLACEHOLDER, normalise_color
+from lotlens.store import Answer, Store
+from lotlens.vision import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a request; `color` is a color configured in the scrape (then not predicted)."""
+
+    url: str
+    vehicle_id: str | None = None
+    color: str | None = None
+
+
+@dataclass
+class Result:
+    """One image's answer, in the order of the request."""
+
+    url: str
+    status: str = "ok"  # "ok" | "skipped"
+    reason: str | None = None
+    image_key: str | None = None
+    type: str | None = None
+    color: str | None = None
+    source: str | None = None  # "model" | "cache" | "manual"
+    scores: dict[str, Any] = field(default_factory=lambda: {"type": {}, "color": {}})
+    model_version: str | None = None
+    near_duplicate_of: str | None = None
+
+    def skip(self, reason: str) -> Result:
+        self.status, self.reason = "skipped", reason
+        return self
+
+
+@dataclass
+class BatchStats:
+    """What one batch cost: the figures `/metrics` and the benchmark read."""
+
+    header_hits: int = 0
+    content_hits: int = 0
+    near_duplicates: int = 0
+    heads: int = 0
+    gets: int = 0
+    classified: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    hosts_distrusted: list[str] = field(default_factory=list)
+
+
+class Service:
+    """Classifies batches for advertisers through the cache.
+
+    Args:
+        settings: limits, the pHash distance and per-advertiser key modes.
+        store: the cache and fix repository.
+        pipeline: a callable returning the current model (so a new champion is taken up per batch).
+        fetcher: a factory of `Fetcher`s (tests pass one with a mock transport).
+    """
+
+    def __init__(self, settings: Settings, store: Store, pipeline: Callable[[], Pipeline],
+                 fetcher: Callable[[], Fetcher] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self._pipeline = pipeline
+        self._fetcher = fetcher or (lambda: Fetcher(settings))
+        self.last_stats = BatchStats()
+
+    async def classify(self, advertiser: str, items: Sequence[Item]) -> list[Result]:
+        """Answer every item, in order."""
+        stats = BatchStats()
+        pipeline = self._pipeline()  # the batch finishes on the model it started with
+        results = [Result(it.url) for it in items]
+        urls: dict[int, str] = {}
+        for i, it in enumerate(items):
+            try:
+                urls[i] = normalise_url(it.url)
+            except ValueError:
+                results[i].skip("bad_url")
+        mode = self.settings.key_modes.get(advertiser, "auto")
+        async with self._fetcher() as fetcher:
+            # 1. Header keys, for hosts whose headers we trust.
+            hkeys: dict[int, str] = {}
+            if mode != "content":
+                want = [i for i, u in urls.items() if mode == "header" or self._trusted(u)]
+                heads = await asyncio.gather(*(fetcher.head(urls[i]) for i in want), return_exceptions=True)
+                stats.heads += len(want)
+                for i, h in zip(want, heads, strict=True):
+                    if isinstance(h, Fetched):
+                        k = header_key(h.url, h.headers)
+                        if k:
+                            hkeys[i] = k
+                    elif isinstance(h, FetchError) and h.reason in ("http_404", "http_410", "blocked_address",
+                                                                    "dns", "bad_url"):
+                        results[i].skip(h.reason)  # a GET would fail the same way
+                    elif not isinstance(h, FetchError):
+                        raise h
+            # 2. One batched lookup by header key.
+            known = self.store.lookup_header_keys(hkeys.values())
+            ckeys: dict[int, str] = {i: known[k] for i, k in hkeys.items() if k in known}
+            answers = self.store.answers(set(ckeys.values()), advertiser)
+            done = {i for i, k in ckeys.items() if k in answers}
+            stats.header_hits += len(done)
+            # 3. Fetch the misses.
+            todo = [i for i in urls if i not in done and results[i].status == "ok"]
+            got = await asyncio.gather(*(fetcher.get(urls[i]) for i in todo), return_exceptions=True)
+            stats.gets += len(todo)
+        fetched: dict[int, Fetched] = {}
+        for i, g in zip(todo, got, strict=True):
+            if isinstance(g, Fetched):
+                fetched[i] = g
+            elif isinstance(g, FetchError):
+                results[i].skip(g.reason)
+            else:
+                raise g
+        # 4. Content keys, and what header keys taught us about the host.
+        for i, f in fetched.items():
+            ckeys[i] = content_key(f.data)
+            k = header_key(f.url, f.headers)
+            if k and mode != "content":
+                self._learn(urls[i], k, ckeys[i], stats)
+        # 5. Second lookup: same bytes under a new URL or new headers are still a hit.
+        answers |= self.store.answers({ckeys[i] for i in fetched}, advertiser)
+        hits = {i for i in fetched if ckeys[i] in answers}
+        stats.content_hits += len(hits)
+        # 6. Decode and classify the rest.
+        new = [i for i in fetched if i not in hits]
+        images: dict[int, Any] = {}
+        for i in new:
+            try:
+                images[i] = decode(fetched[i].data, max_pixels=self.settings.max_pixels)
+            except ImageDecodeError as exc:
+                results[i].skip(exc.reason)
+        failed, near = await self._classify_new(pipeline, advertiser, items, images, fetched, ckeys, stats)
+        for i, why in failed.items():
+            results[i].skip(why)
+            ckeys.pop(i)
+        answers |= self.store.answers({ckeys[i] for i in images if i in ckeys}, advertiser)
+        # 7. Record the inventory and answer.
+        for i, k in ckeys.items():
+            r = results[i]
+            if r.status != "ok" or k not in answers:
+                continue
+            self.store.see(advertiser, urls[i], k, items[i].vehicle_id)
+            self._fill(r, k, answers[k], items[i], "model" if i in images else "cache", near.get(k))
+        for r in results:
+            if r.status == "skipped":
+                stats.skipped[r.reason or "unknown"] = stats.skipped.get(r.reason or "unknown", 0) + 1
+        self.last_stats = stats
+        return results
+
+    async def _classify_new(
+        self, pipeline: Pipeline, advertiser: str, items: Sequence[Item], images: dict[int, Any],
+        fetched: dict[int, Fetched], ckeys: dict[int, str], stats: BatchStats,
+    ) -> tuple[dict[int, str], dict[str, tuple[str, dict[str, Any]]]]:
+        """Classify and store new images; return (failed index -> reason, key -> near-duplicate fix)."""
+        order = list(images)
+        fixed = self.store.fixed_phashes(advertiser) if order else []
+        failed: dict[int, str] = {}
+        near: dict[str, tuple[str, dict[str, Any]]] = {}
+        for start in range(0, len(order), self.settings.batch_size):
+            chunk = order[start : start + self.settings.batch_size]
+            with_color = [normalise_color(items[i].color) is None for i in chunk]
+            try:
+                preds = await asyncio.to_thread(pipeline.classify, [images[i] for i in chunk], with_color)
+            except Exception as exc:  # noqa: BLE001 -- a model failure skips these images, never the batch
+                log.exception("model error on %d images", len(chunk))
+                failed |= dict.fromkeys(chunk, f"model_error: {type(exc).__name__}")
+                continue
+            for i, p in zip(chunk, preds, strict=True):
+                k = ckeys[i]
+                im = images[i]
+                ph = perceptual_hash(im)
+                self.store.put_image(k, ph, im.shape[1], im.shape[0], len(fetched[i].data))
+                self.store.put_prediction(k, p.model_version, p.type, p.color,
+                                          {"type": p.type_scores, "color": p.color_scores}, p.box)
+                stats.classified += 1
+                original = self._near_fixed(ph, k, fixed)
+                src = self.store.answers([original], advertiser).get(original) if original else None
+                if original and src is not None:
+                    near[k] = (original, {f: getattr(src, f) for f in src.manual})
+                    stats.near_duplicates += 1
+        return failed, near
+
+    def _near_fixed(self, phash: int, key: str, fixed: list[tuple[str, int]]) -> str | None:
+        best = None
+        for k, h in fixed:
+            d = hamming(phash, h)
+            if k != key and d <= self.settings.phash_distance and (best is None or d < best[0]):
+                best = (d, k)
+        return best[1] if best else None
+
+    @staticmethod
+    def _fill(r: Result, key: str, a: Answer, item: Item, source: str,
+              near: tuple[str, dict[str, Any]] | None) -> None:
+        """The answer for one item; a near-duplicate of a fixed image takes that image's fixed fields."""
+        r.image_key = key
+        r.type, r.color, r.model_version = a.type, a.color, a.model_version
+        r.scores = {"type": a.scores.get("type", {}), "color": a.scores.get("color", {})}
+        r.source = "manual" if a.manual else source
+        if near and not a.manual:
+            r.near_duplicate_of = near[0]
+            for f, v in near[1].items():
+                setattr(r, f, v)
+            r.source = "manual"
+        known_color = normalise_color(item.color)
+        if known_color and "color" not in a.manual:
+            r.color = known_color
+        if r.type == PLACEHOLDER:
+            r.color = None
+
+    def _trusted(self, url: str) -> bool:
+        return self.store.host_trusted(urlsplit(url).hostname or "")
+
+    def _learn(self, url: str, hkey: str, ckey: str, stats: BatchStats) -> None:
+        """Distrust a host whose header key maps to new bytes, or whose bytes come under a new key."""
+        host = urlsplit(url).hostname or ""
+        before = self.store.remember_header_key(hkey, ckey, host, url)
+        changed = self.store.other_header_key(url, hkey, ckey)
+        why = None
+        if before is not None:
+            why = "a header key served different bytes"
+        elif changed:
+            why = "the header key changed while the bytes did not"
+        if why and self.store.distrust_host(host, why):
+            log.warning("host %s untrusted: %s; content keys only from now on", host, why)
+            stats.hosts_distrusted.append(host)
+
