@@ -10,6 +10,18 @@ from synth import car, jpeg
 
 IMAGE = jpeg(car("Red", "white", 1))
 HITS: dict[str, int] = {}
+ETAGS: dict[str, str] = {}  # path -> the ETag /img/ serves it with, for tests that change headers in place
+
+
+def _reencoded(data: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data))
+    buf = io.BytesIO()
+    im.resize((im.width * 9 // 10, im.height * 9 // 10)).save(buf, "JPEG", quality=70)
+    return buf.getvalue()
 
 
 def bomb_png() -> bytes:
@@ -40,7 +52,12 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path, query = parts.path, parse_qs(parts.query)
         HITS[self.command + " " + path] = HITS.get(self.command + " " + path, 0) + 1
-        if path in ("/car.jpg", "/etag/car.jpg"):
+        if path.startswith("/img/"):
+            # /img/<anything>?name=<IMAGES key>[&etag=<strong or W/ weak>][&lm=1]: any URL, chosen bytes and headers
+            etag = ETAGS.get(path) or (query["etag"][0] if "etag" in query else None)
+            extra = {"ETag": etag} if etag else {}
+            self._send(200, IMAGES[query.get("name", ["car"])[0]], "image/jpeg", head, extra, "lm" in query)
+        elif path in ("/car.jpg", "/etag/car.jpg"):
             self._send(200, IMAGE, "image/jpeg", head, {"ETag": '"v1"'} if path.startswith("/etag") else {})
         elif path == "/weak/car.jpg":
             self._send(200, IMAGE, "image/jpeg", head, {"ETag": 'W/"v1"'})
@@ -93,12 +110,19 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b"", "text/plain", head)
 
     def _send(
-        self, status: int, body: bytes, ctype: str, head: bool = False, extra: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes,
+        ctype: str,
+        head: bool = False,
+        extra: dict[str, str] | None = None,
+        last_modified: bool = True,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT")
+        if last_modified:
+            self.send_header("Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -113,6 +137,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 BOMB = bomb_png()
+IMAGES = {
+    "car": IMAGE,
+    "car-reencoded": _reencoded(IMAGE),
+    "blue": jpeg(car("Blue", "scene", 2)),
+    "yellow": jpeg(car("Yellow", "white", 3)),
+    "bomb": BOMB,
+    "corrupt": IMAGE[:200] + b"\0" * 50,
+}
 
 
 class QuietServer(ThreadingHTTPServer):

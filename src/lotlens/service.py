@@ -79,8 +79,13 @@ class Service:
         fetcher: a factory of `Fetcher`s (tests pass one with a mock transport).
     """
 
-    def __init__(self, settings: Settings, store: Store, pipeline: Callable[[], Pipeline],
-                 fetcher: Callable[[], Fetcher] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        pipeline: Callable[[], Pipeline],
+        fetcher: Callable[[], Fetcher] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self._pipeline = pipeline
@@ -111,8 +116,13 @@ class Service:
                         k = header_key(h.url, h.headers)
                         if k:
                             hkeys[i] = k
-                    elif isinstance(h, FetchError) and h.reason in ("http_404", "http_410", "blocked_address",
-                                                                    "dns", "bad_url"):
+                    elif isinstance(h, FetchError) and h.reason in (
+                        "http_404",
+                        "http_410",
+                        "blocked_address",
+                        "dns",
+                        "bad_url",
+                    ):
                         results[i].skip(h.reason)  # a GET would fail the same way
                     elif not isinstance(h, FetchError):
                         raise h
@@ -134,36 +144,42 @@ class Service:
                 results[i].skip(g.reason)
             else:
                 raise g
-        # 4. Content keys, and what header keys taught us about the host.
+        # 4. Content keys.
         for i, f in fetched.items():
             ckeys[i] = content_key(f.data)
-            k = header_key(f.url, f.headers)
-            if k and mode != "content":
-                self._learn(urls[i], k, ckeys[i], stats)
         # 5. Second lookup: same bytes under a new URL or new headers are still a hit.
         answers |= self.store.answers({ckeys[i] for i in fetched}, advertiser)
         hits = {i for i in fetched if ckeys[i] in answers}
         stats.content_hits += len(hits)
         # 6. Decode and classify the rest.
         new = [i for i in fetched if i not in hits]
-        images: dict[int, Any] = {}
+        first: dict[str, int] = {}  # the same bytes twice in one batch are decoded and classified once
         for i in new:
+            first.setdefault(ckeys[i], i)
+        images: dict[int, Any] = {}
+        for i in first.values():
             try:
                 images[i] = decode(fetched[i].data, max_pixels=self.settings.max_pixels)
             except ImageDecodeError as exc:
                 results[i].skip(exc.reason)
         failed, near = await self._classify_new(pipeline, advertiser, items, images, fetched, ckeys, stats)
-        for i, why in failed.items():
-            results[i].skip(why)
-            ckeys.pop(i)
-        answers |= self.store.answers({ckeys[i] for i in images if i in ckeys}, advertiser)
-        # 7. Record the inventory and answer.
+        for i in new:
+            j = first[ckeys[i]]
+            why = results[j].reason if results[j].status == "skipped" else failed.get(j)
+            if why:
+                results[i].skip(why)
+        fresh = {ckeys[i] for i in images if i not in failed}
+        answers |= self.store.answers(fresh, advertiser)
+        # 7. Record the inventory, learn about hosts from header keys, and answer.
         for i, k in ckeys.items():
             r = results[i]
             if r.status != "ok" or k not in answers:
                 continue
             self.store.see(advertiser, urls[i], k, items[i].vehicle_id)
-            self._fill(r, k, answers[k], items[i], "model" if i in images else "cache", near.get(k))
+            hk = header_key(fetched[i].url, fetched[i].headers) if i in fetched and mode != "content" else None
+            if hk:
+                self._learn(urls[i], hk, k, stats)
+            self._fill(r, k, answers[k], items[i], "model" if k in fresh else "cache", near.get(k))
         for r in results:
             if r.status == "skipped":
                 stats.skipped[r.reason or "unknown"] = stats.skipped.get(r.reason or "unknown", 0) + 1
@@ -171,8 +187,14 @@ class Service:
         return results
 
     async def _classify_new(
-        self, pipeline: Pipeline, advertiser: str, items: Sequence[Item], images: dict[int, Any],
-        fetched: dict[int, Fetched], ckeys: dict[int, str], stats: BatchStats,
+        self,
+        pipeline: Pipeline,
+        advertiser: str,
+        items: Sequence[Item],
+        images: dict[int, Any],
+        fetched: dict[int, Fetched],
+        ckeys: dict[int, str],
+        stats: BatchStats,
     ) -> tuple[dict[int, str], dict[str, tuple[str, dict[str, Any]]]]:
         """Classify and store new images; return (failed index -> reason, key -> near-duplicate fix)."""
         order = list(images)
@@ -193,8 +215,9 @@ class Service:
                 im = images[i]
                 ph = perceptual_hash(im)
                 self.store.put_image(k, ph, im.shape[1], im.shape[0], len(fetched[i].data))
-                self.store.put_prediction(k, p.model_version, p.type, p.color,
-                                          {"type": p.type_scores, "color": p.color_scores}, p.box)
+                self.store.put_prediction(
+                    k, p.model_version, p.type, p.color, {"type": p.type_scores, "color": p.color_scores}, p.box
+                )
                 stats.classified += 1
                 original = self._near_fixed(ph, k, fixed)
                 src = self.store.answers([original], advertiser).get(original) if original else None
@@ -212,8 +235,7 @@ class Service:
         return best[1] if best else None
 
     @staticmethod
-    def _fill(r: Result, key: str, a: Answer, item: Item, source: str,
-              near: tuple[str, dict[str, Any]] | None) -> None:
+    def _fill(r: Result, key: str, a: Answer, item: Item, source: str, near: tuple[str, dict[str, Any]] | None) -> None:
         """The answer for one item; a near-duplicate of a fixed image takes that image's fixed fields."""
         r.image_key = key
         r.type, r.color, r.model_version = a.type, a.color, a.model_version
@@ -246,4 +268,3 @@ class Service:
         if why and self.store.distrust_host(host, why):
             log.warning("host %s untrusted: %s; content keys only from now on", host, why)
             stats.hosts_distrusted.append(host)
-

@@ -176,9 +176,11 @@ class Store:
     def other_header_key(self, url: str, header_key: str, content_key: str) -> bool:
         """True when `url` served the same bytes under another header key (its headers changed)."""
         with self._session() as s:
-            row = s.scalars(select(HeaderKey.header_key).where(
-                HeaderKey.url == url, HeaderKey.content_key == content_key, HeaderKey.header_key != header_key
-            ).limit(1)).first()
+            row = s.scalars(
+                select(HeaderKey.header_key)
+                .where(HeaderKey.url == url, HeaderKey.content_key == content_key, HeaderKey.header_key != header_key)
+                .limit(1)
+            ).first()
             return row is not None
 
     def lookup_header_keys(self, keys: Iterable[str]) -> dict[str, str]:

@@ -1,0 +1,202 @@
+"""The batch service end to end: a real local server, a real SQLite store, the bundled model."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lotlens.config import Settings
+from lotlens.fetch import Fetcher
+from lotlens.labels import TYPES
+from lotlens.service import Item, Result, Service
+from lotlens.store import Store
+from lotlens.vision import Pipeline
+
+from httpserver import ETAGS, HITS
+
+
+@pytest.fixture
+def service(tmp_path: Path, pipeline: Pipeline) -> Service:
+    settings = Settings(
+        data_dir=tmp_path, allow_private_addresses=True, fetch_backoff=0.01, fetch_retries=1, fetch_total_timeout=5
+    )
+    return Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
+
+
+def classify(service: Service, advertiser: str, *urls: str | Item) -> list[Result]:
+    items = [u if isinstance(u, Item) else Item(u) for u in urls]
+    return asyncio.run(service.classify(advertiser, items))
+
+
+def gets(path_prefix: str) -> int:
+    return sum(n for k, n in HITS.items() if k.startswith(f"GET {path_prefix}"))
+
+
+def test_answers_in_order_with_scores_and_model_version(service: Service, server: str) -> None:
+    urls = [f"{server}/img/a{i}.jpg?name={n}&etag=%22{n}%22" for i, n in enumerate(["car", "blue", "yellow"])]
+    results = classify(service, "adv", *urls)
+    assert [r.url for r in results] == urls
+    for r in results:
+        assert (r.status, r.source) == ("ok", "model")
+        assert r.type in TYPES
+        assert r.image_key
+        assert r.image_key.startswith("c:")
+        assert set(r.scores["type"]) == set(TYPES)
+        assert r.model_version == service._pipeline().version
+    assert service.last_stats.classified == 3
+
+
+def test_second_run_needs_no_get_for_strong_validators_and_no_inference(service: Service, server: str) -> None:
+    strong = [f"{server}/img/s{i}.jpg?name={n}&etag=%22s{i}%22" for i, n in enumerate(["car", "blue"])]
+    by_lm = [f"{server}/img/lm.jpg?name=yellow&lm=1"]
+    weak = [f"{server}/img/w.jpg?name=car&etag=W/%22w%22"]
+    none = [f"{server}/img/n.jpg?name=blue"]
+    batch = strong + by_lm + weak + none
+    first = classify(service, "adv", *batch)
+    assert service.last_stats.classified == 3  # car and blue each appear twice: same bytes, one inference
+    before = {p: gets(p) for p in ("/img/s", "/img/lm", "/img/w", "/img/n")}
+    second = classify(service, "adv", *batch)
+    stats = service.last_stats
+    assert stats.classified == 0
+    assert gets("/img/s") == before["/img/s"]  # strong ETag: HEAD only
+    assert gets("/img/lm") == before["/img/lm"]  # Last-Modified + Content-Length: HEAD only
+    assert gets("/img/w") == before["/img/w"] + 1  # weak ETag: must GET, then a content-key hit
+    assert gets("/img/n") == before["/img/n"] + 1
+    assert (stats.header_hits, stats.content_hits) == (3, 2)
+    assert [r.source for r in second] == ["cache"] * 5
+    assert [(r.type, r.color, r.image_key) for r in second] == [(r.type, r.color, r.image_key) for r in first]
+
+
+def test_fix_follows_the_image_across_new_urls_headers_and_reencodes(service: Service, server: str) -> None:
+    [r] = classify(service, "adv", f"{server}/img/orig.jpg?name=car&etag=%22o1%22")
+    fixed = next(t for t in TYPES if t != r.type)
+    service.store.add_fix(
+        r.image_key, "type", fixed, actor="dealer", role="advertiser:adv", scope="advertiser", advertiser="adv"
+    )
+    again = classify(service, "adv", f"{server}/img/orig.jpg?name=car&etag=%22o1%22")[0]
+    assert (again.type, again.source) == (fixed, "manual")
+    # The CDN moved the image to a new URL with new headers; the bytes did not change.
+    moved = classify(service, "adv", f"{server}/img/moved/x.jpg?name=car&etag=%22new%22")[0]
+    assert (moved.type, moved.source, moved.image_key) == (fixed, "manual", r.image_key)
+    # A re-encode (new bytes) within the pHash distance finds the fix and says so.
+    copy = classify(service, "adv", f"{server}/img/copy.jpg?name=car-reencoded")[0]
+    assert copy.image_key != r.image_key
+    assert (copy.type, copy.source, copy.near_duplicate_of) == (fixed, "manual", r.image_key)
+    # Another advertiser on the same CDN does not see adv's fix.
+    other = classify(service, "other", f"{server}/img/orig.jpg?name=car&etag=%22o1%22")[0]
+    assert (other.type, other.source) == (r.type, "cache")
+
+
+def test_host_whose_header_key_changes_over_same_bytes_is_distrusted(service: Service, server: str) -> None:
+    host, url = "127.0.0.1", f"{server}/img/d.jpg?name=blue"
+    ETAGS["/img/d.jpg"] = '"d1"'
+    classify(service, "adv", url)
+    assert service.store.host_trusted(host)
+    ETAGS["/img/d.jpg"] = '"d2"'  # same URL, same bytes, new ETag
+    classify(service, "adv", url)
+    assert not service.store.host_trusted(host)
+    assert service.last_stats.hosts_distrusted == [host]
+    before = HITS.get("HEAD /img/d.jpg", 0)
+    classify(service, "adv", url)
+    assert HITS.get("HEAD /img/d.jpg", 0) == before  # content keys only: no HEAD any more
+
+
+def test_advertiser_forced_to_content_keys(tmp_path: Path, pipeline: Pipeline, server: str) -> None:
+    settings = Settings(data_dir=tmp_path, allow_private_addresses=True, key_modes={"strict": "content"})
+    svc = Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
+    before = HITS.get("HEAD /img/k.jpg", 0)
+    classify(svc, "strict", f"{server}/img/k.jpg?name=car&etag=%22k%22")
+    assert HITS.get("HEAD /img/k.jpg", 0) == before
+
+
+def test_known_color_is_returned_not_predicted(service: Service, server: str) -> None:
+    r = classify(service, "adv", Item(f"{server}/img/kc.jpg?name=yellow", vehicle_id="v1", color="purple"))[0]
+    if r.type != "Placeholder":
+        assert r.color == "Purple"
+    assert r.scores["color"] == {}  # the color model did not run
+
+
+def test_every_failure_mode_skips_with_its_reason_and_never_fails_the_batch(service: Service, server: str) -> None:
+    cases = {
+        f"{server}/missing.jpg": "http_404",
+        f"{server}/error.jpg": "http_500",
+        f"{server}/slow.jpg": "timeout",
+        f"{server}/reset.jpg": ("connection", "truncated"),
+        f"{server}/truncated.jpg": "truncated",
+        f"{server}/html.jpg": "not_an_image",
+        f"{server}/img/bomb.png?name=bomb": "too_many_pixels",
+        f"{server}/img/corrupt.jpg?name=corrupt": ("truncated", "corrupt"),
+        f"{server}/loop.jpg": "too_many_redirects",
+        "ftp://example.com/x.jpg": "bad_url",
+        "not a url": "bad_url",
+    }
+    service.settings.fetch_timeout = 0.5
+    urls = [f"{server}/car.jpg", *cases, f"{server}/wrong-type.jpg"]
+    results = classify(service, "adv", *urls)
+    assert [r.url for r in results] == urls
+    assert results[0].status == "ok"
+    assert results[-1].status == "ok"  # an image served as text/html is still an image
+    for r in results[1:-1]:
+        expected = cases[r.url]
+        assert r.status == "skipped", r.url
+        assert r.reason in ((expected,) if isinstance(expected, str) else expected), (r.url, r.reason)
+    assert sum(service.last_stats.skipped.values()) == len(cases)
+
+
+def test_redirect_to_loopback_is_skipped_with_the_guard_on(
+    tmp_path: Path, pipeline: Pipeline, server: str, server2: str
+) -> None:
+    settings = Settings(data_dir=tmp_path, fetch_retries=0)
+    svc = Service(
+        settings,
+        Store.from_url(settings.resolved_database_url()),
+        lambda: pipeline,
+        fetcher=lambda: Fetcher(settings, extra_allowed=("127.0.0.2",)),
+    )
+    ok, blocked = classify(svc, "adv", f"{server2}/car.jpg", f"{server2}/redirect?to={server}/car.jpg")
+    assert ok.status == "ok"
+    assert (blocked.status, blocked.reason) == ("skipped", "blocked_address")
+
+
+def test_a_model_error_skips_its_images_not_the_batch(tmp_path: Path, server: str) -> None:
+    class Broken:
+        version = "broken"
+
+        def classify(self, *_: Any) -> list[Any]:
+            raise RuntimeError("out of memory")
+
+    settings = Settings(data_dir=tmp_path, allow_private_addresses=True)
+    svc = Service(settings, Store.from_url(settings.resolved_database_url()), lambda: Broken())  # type: ignore[arg-type,return-value]
+    [r] = classify(svc, "adv", f"{server}/img/me.jpg?name=blue")
+    assert (r.status, r.reason) == ("skipped", "model_error: RuntimeError")
+
+
+def test_fix_is_never_overwritten_by_a_classify_that_finishes_after_it(service: Service, server: str) -> None:
+    """Randomised interleavings of concurrent classify and fix calls on the same images."""
+    urls = [f"{server}/img/r{i}.jpg?name={n}" for i, n in enumerate(["car", "blue", "yellow"])]
+    keys = [r.image_key for r in classify(service, "adv", *urls)]
+    rng = random.Random(5)
+    last: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def fixer() -> None:
+        for _ in range(10):
+            k = rng.choice(keys)
+            t = rng.choice(TYPES)
+            with lock:
+                service.store.add_fix(k, "type", t, actor="s", role="staff", scope="global", advertiser=None)
+                last[k] = t
+
+    async def main() -> None:
+        runs = [service.classify("adv", [Item(u) for u in rng.sample(urls, len(urls))]) for _ in range(4)]
+        await asyncio.gather(asyncio.to_thread(fixer), *runs)
+
+    asyncio.run(main())
+    final = {r.image_key: r for r in classify(service, "adv", *urls)}
+    for k, t in last.items():
+        assert (final[k].type, final[k].source) == (t, "manual")
