@@ -62,3 +62,52 @@ def test_classify_with_a_missing_model_is_a_clear_error(tmp_path: Path, files: l
     res = runner.invoke(app, ["classify", "--model", str(tmp_path), files[0]])
     assert res.exit_code == 2
     assert "not a model folder" in res.output
+
+
+def test_classify_through_the_service_with_cache_and_fix(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOTLENS_ALLOW_PRIVATE_ADDRESSES", "true")
+    monkeypatch.setenv("LOTLENS_DATA_DIR", str(tmp_path / "data"))
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{server}/img/cli.jpg?name=yellow&etag=%22cli%22\n\n{server}/missing.jpg\n")
+    first = runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"])
+    assert first.exit_code == 0, first.output
+    ok, missing = json.loads(first.stdout)
+    assert (ok["status"], ok["answer_source"]) == ("ok", "model")
+    assert (missing["status"], missing["reason"]) == ("skipped", "http_404")
+    second = json.loads(
+        runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"]).stdout
+    )
+    assert second[0]["answer_source"] == "cache"
+    new_type = next(t for t in TYPES if t != ok["type"])
+    fixed = runner.invoke(app, ["fix", ok["image_key"], "--advertiser", "a", "--type", new_type, "--actor", "ana"])
+    assert fixed.exit_code == 0, fixed.output
+    assert f"type: {ok['type']} -> {new_type}" in fixed.stdout
+    third = json.loads(runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"]).stdout)
+    assert (third[0]["type"], third[0]["answer_source"]) == (new_type, "manual")
+    table = runner.invoke(app, ["classify", "--advertiser", "a", f"{server}/img/cli.jpg?name=yellow&etag=%22cli%22"])
+    assert "manual" in table.stdout
+
+
+def test_fix_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTLENS_DATA_DIR", str(tmp_path))
+    assert runner.invoke(app, ["fix", "c:" + "0" * 64, "--type", "Stock"]).exit_code == 2
+    res = runner.invoke(app, ["fix", "c:" + "0" * 64, "--type", "Stock", "--scope", "global"])
+    assert res.exit_code == 2
+    assert "unknown image" in res.output
+
+
+def test_db_upgrade_and_nothing_to_classify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTLENS_DATA_DIR", str(tmp_path))
+    res = runner.invoke(app, ["db", "upgrade"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "lotlens.db").is_file()
+    assert runner.invoke(app, ["classify"]).exit_code == 2
+
+
+def test_serve_refuses_a_public_bind_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOTLENS_API_KEYS", raising=False)
+    res = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert res.exit_code == 2
+    assert "refusing to bind" in res.output

@@ -92,63 +92,121 @@ def _read_file(source: str, settings: Settings) -> bytes:
 
 @app.command()
 def classify(
-    sources: Annotated[list[str], typer.Argument(help="image files or http(s) URLs", metavar="PATH_OR_URL...")],
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="image files or http(s) URLs", metavar="PATH_OR_URL...")
+    ] = None,
+    from_file: Annotated[Path | None, typer.Option(help="a file with one path or URL a line")] = None,
+    advertiser: Annotated[
+        str | None, typer.Option(help="run through the service for this advertiser: cache, fixes, history")
+    ] = None,
     model: Annotated[Path | None, typer.Option(help="model folder (default: the bundled model)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
 ) -> None:
     """Tell the type and color of each image.
 
     Images that cannot be read or decoded are skipped with a reason and do not fail the run (exit 0);
-    a missing or broken model exits 2.
+    a missing or broken model exits 2. With --advertiser, URLs go through the same service as the
+    API (image-key cache, manual fixes, stored answers) in the configured database.
     """
-    from lotlens.imaging import decode
     from lotlens.vision import Pipeline
 
+    todo = list(sources or [])
+    if from_file:
+        try:
+            todo += [line.strip() for line in from_file.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            err.print(f"[red]error:[/red] cannot read {from_file}: {exc.strerror}")
+            raise typer.Exit(2) from exc
+    if not todo:
+        err.print("[red]error:[/red] nothing to classify: give paths or URLs, or --from-file")
+        raise typer.Exit(2)
     settings = Settings()
     try:
         pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
     except LotlensError as exc:
         _fail(exc)
-    results: list[dict[str, Any]] = []
-    with progress_bar(len(sources) > 1) as bar:
-        task = bar.add_task("classify", total=len(sources))
-        for start in range(0, len(sources), settings.batch_size):
-            chunk = sources[start : start + settings.batch_size]
-            images, slots = [], []
-            for source, data in zip(chunk, _read_sources(chunk, settings), strict=True):
-                slot: dict[str, Any] = {"source": source, "status": "ok", "reason": None}
-                try:
-                    if isinstance(data, FetchError):
-                        raise data
-                    images.append(decode(data, max_pixels=settings.max_pixels))
-                    slots.append(slot)
-                except (FetchError, ImageDecodeError) as exc:
-                    slot |= {"status": "skipped", "reason": exc.reason, "detail": exc.detail}
-                results.append(slot)
-            for slot, pred in zip(slots, pipeline.classify(images), strict=True):
-                slot.update(pred.as_dict())
-            bar.advance(task, len(chunk))
+    with progress_bar(len(todo) > 1) as bar:
+        task = bar.add_task("classify", total=len(todo))
+        if advertiser:
+            results = _classify_service(todo, advertiser, settings, pipeline, lambda n: bar.advance(task, n))
+        else:
+            results = _classify_direct(todo, settings, pipeline, lambda n: bar.advance(task, n))
     if as_json:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return
-    table = Table(title=f"model {pipeline.version}")
+    table = Table(title=f"model {pipeline.version}" + (f", advertiser {advertiser}" if advertiser else ""))
     table.add_column("image", overflow="fold")
-    for col in ("type", "p", "color", "p ", "crop"):
+    for col in ("type", "p", "color", "p ", "source" if advertiser else "crop"):
         table.add_column(col, justify="right" if col.startswith("p") else "left")
     for r in results:
         if r["status"] != "ok":
             table.add_row(r["source"], f"[yellow]skipped: {r['reason']}[/yellow]", "", "", "", "")
             continue
-        tp, cp = r["scores"]["type"][r["type"]], r["scores"]["color"].get(r["color"])
+        tp, cp = r["scores"]["type"].get(r["type"]), r["scores"]["color"].get(r["color"])
+        where = r.get("answer_source") or (r["box_source"] if r.get("box") else "whole image" if r["color"] else "-")
         table.add_row(
             r["source"],
             r["type"],
-            f"{tp:.2f}",
+            "" if tp is None else f"{tp:.2f}",
             r["color"] or "-",
             "" if cp is None else f"{cp:.2f}",
-            r["box_source"] if r["box"] else "whole image" if r["color"] else "-",
+            where,
         )
     out.print(table)
+
+
+def _classify_direct(sources: list[str], settings: Settings, pipeline: Any, advance: Any) -> list[dict[str, Any]]:
+    """Decode and classify each source with the model alone (no cache, nothing stored)."""
+    from lotlens.imaging import decode
+
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(sources), settings.batch_size):
+        chunk = sources[start : start + settings.batch_size]
+        images, slots = [], []
+        for source, data in zip(chunk, _read_sources(chunk, settings), strict=True):
+            slot: dict[str, Any] = {"source": source, "status": "ok", "reason": None}
+            try:
+                if isinstance(data, FetchError):
+                    raise data
+                images.append(decode(data, max_pixels=settings.max_pixels))
+                slots.append(slot)
+            except (FetchError, ImageDecodeError) as exc:
+                slot |= {"status": "skipped", "reason": exc.reason, "detail": exc.detail}
+            results.append(slot)
+        for slot, pred in zip(slots, pipeline.classify(images), strict=True):
+            slot.update(pred.as_dict())
+        advance(len(chunk))
+    return results
+
+
+def _classify_service(
+    sources: list[str], advertiser: str, settings: Settings, pipeline: Any, advance: Any
+) -> list[dict[str, Any]]:
+    """Classify URLs through the service, as the API does; answers are stored."""
+    import asyncio
+    from dataclasses import asdict
+
+    from lotlens.service import Item, Service
+    from lotlens.store import Store
+
+    try:
+        store = Store.from_url(settings.resolved_database_url())
+    except Exception as exc:  # noqa: BLE001 -- any database failure ends the run with its message
+        err.print(f"[red]error:[/red] database: {exc}")
+        raise typer.Exit(2) from exc
+    service = Service(settings, store, lambda: pipeline)
+    results: list[dict[str, Any]] = []
+    step = settings.batch_size * 8
+    for start in range(0, len(sources), step):
+        chunk = sources[start : start + step]
+        for r in asyncio.run(service.classify(advertiser, [Item(u) for u in chunk])):
+            d = asdict(r)
+            d["answer_source"] = d.pop("source")
+            d["source"] = d.pop("url")
+            results.append(d)
+        advance(len(chunk))
+    store.engine.dispose()
+    return results
 
 
 @app.command()
@@ -313,6 +371,74 @@ def db_upgrade() -> None:
     upgrade(engine)
     engine.dispose()
     out.print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind (default LOTLENS_HOST, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default LOTLENS_PORT, 8000)")] = None,
+) -> None:
+    """Run the HTTP API (OpenAPI at /docs). Without API keys it binds to localhost only."""
+    import ipaddress
+
+    import uvicorn
+
+    from lotlens.api import create_app
+
+    settings = Settings()
+    bind = host or settings.host
+    if not settings.api_keys:
+        loopback = bind == "localhost"
+        if not loopback:
+            try:
+                loopback = ipaddress.ip_address(bind).is_loopback
+            except ValueError:
+                loopback = False
+        if not loopback:
+            err.print(f"[red]error:[/red] no LOTLENS_API_KEYS configured: refusing to bind {bind}; use 127.0.0.1")
+            raise typer.Exit(2)
+    uvicorn.run(create_app(settings), host=bind, port=port or settings.port, log_level="info")
+
+
+@app.command()
+def fix(
+    image_key: Annotated[str, typer.Argument(help="the image key (c:...) from classify --json or the API")],
+    advertiser: Annotated[str | None, typer.Option(help="whose view the fix changes")] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="the right type")] = None,
+    color: Annotated[str | None, typer.Option(help="the right color ('none' for no color)")] = None,
+    scope: Annotated[str, typer.Option(help="advertiser | global")] = "advertiser",
+    actor: Annotated[str, typer.Option(help="who makes the fix (recorded in the history)")] = "cli",
+    comment: Annotated[str | None, typer.Option(help="why")] = None,
+) -> None:
+    """Record a manual fix as staff; it is never overwritten by the model and goes into the history."""
+    from lotlens.store import Store
+
+    if type_ is None and color is None:
+        err.print("[red]error:[/red] give --type and/or --color")
+        raise typer.Exit(2)
+    store = Store.from_url(Settings().resolved_database_url())
+    try:
+        for field_name, value in (("type", type_), ("color", color)):
+            if value is not None:
+                rec = store.add_fix(
+                    image_key,
+                    field_name,
+                    value,
+                    actor=actor,
+                    role="staff",
+                    scope=scope,
+                    advertiser=advertiser,
+                    comment=comment,
+                )
+                out.print(f"{rec.field}: {rec.old_value} -> {rec.new_value} ({rec.scope}, by {rec.actor})")
+    except KeyError as exc:
+        err.print(f"[red]error:[/red] unknown image {image_key}")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        store.engine.dispose()
 
 
 def main() -> None:

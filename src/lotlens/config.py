@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiKey(BaseModel):
+    """An API key. Roles: `scraper`, `staff`, `admin`, `advertiser:<id>`."""
+
+    name: str
+    key: str = Field(min_length=16, repr=False)
+    role: str = Field(pattern=r"^(scraper|staff|admin|advertiser:.+)$")
 
 
 class Settings(BaseSettings):
@@ -31,6 +39,10 @@ class Settings(BaseSettings):
     key_modes: dict[str, Literal["auto", "header", "content"]] = Field(
         default_factory=dict, description='per advertiser: {"adv": "content"} forces content keys'
     )
+    max_batch: int = Field(default=1000, gt=0, description="images per /v1/classify request")
+    api_keys: list[ApiKey] = Field(default_factory=list, description='JSON: [{"name", "key", "role"}]')
+    host: str = Field(default="127.0.0.1", description="serve: address to bind")
+    port: int = Field(default=8000, gt=0, lt=65536, description="serve: port")
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
 

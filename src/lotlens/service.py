@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,8 @@ class BatchStats:
     gets: int = 0
     classified: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    fetch_seconds: float = 0.0
+    inference_seconds: float = 0.0
     hosts_distrusted: list[str] = field(default_factory=list)
 
 
@@ -134,7 +137,9 @@ class Service:
             stats.header_hits += len(done)
             # 3. Fetch the misses.
             todo = [i for i in urls if i not in done and results[i].status == "ok"]
+            t0 = time.perf_counter()
             got = await asyncio.gather(*(fetcher.get(urls[i]) for i in todo), return_exceptions=True)
+            stats.fetch_seconds = time.perf_counter() - t0
             stats.gets += len(todo)
         fetched: dict[int, Fetched] = {}
         for i, g in zip(todo, got, strict=True):
@@ -204,8 +209,10 @@ class Service:
         for start in range(0, len(order), self.settings.batch_size):
             chunk = order[start : start + self.settings.batch_size]
             with_color = [normalise_color(items[i].color) is None for i in chunk]
+            t0 = time.perf_counter()
             try:
                 preds = await asyncio.to_thread(pipeline.classify, [images[i] for i in chunk], with_color)
+                stats.inference_seconds += time.perf_counter() - t0
             except Exception as exc:  # noqa: BLE001 -- a model failure skips these images, never the batch
                 log.exception("model error on %d images", len(chunk))
                 failed |= dict.fromkeys(chunk, f"model_error: {type(exc).__name__}")

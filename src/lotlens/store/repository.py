@@ -214,6 +214,12 @@ class Store:
                 row.content_key, row.last_seen = content_key, now()
                 row.vehicle_id = vehicle_id or row.vehicle_id
 
+    def seen_by(self, advertiser: str, content_key: str) -> bool:
+        """True when `advertiser` has shown this image (an advertiser may only see its own)."""
+        with self._session() as s:
+            q = select(Sighting.url).where(Sighting.advertiser == advertiser, Sighting.content_key == content_key)
+            return s.scalars(q.limit(1)).first() is not None
+
     def inventory(self, advertiser: str) -> list[str]:
         """The content keys an advertiser shows, newest sighting first."""
         with self._session() as s:

@@ -1,0 +1,345 @@
+"""The HTTP API (FastAPI): classify, fixes, images, health and metrics, with API-key roles.
+
+The only module that knows HTTP status codes. Roles: `scraper` classifies; `advertiser:<id>`
+classifies, reads and fixes its own images only; `staff` and `admin` read and fix any, and only
+they make global fixes. Without keys configured, everyone is a local admin and `lotlens serve`
+binds to localhost only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from lotlens import __version__
+from lotlens.config import Settings
+from lotlens.service import Item, Service
+from lotlens.store import Store
+from lotlens.store.repository import FixRecord
+from lotlens.vision import Pipeline
+
+STAFF_ROLES = ("staff", "admin")
+
+
+# -- schemas --------------------------------------------------------------------------------------
+
+
+class ImageIn(BaseModel):
+    url: str = Field(min_length=1, max_length=4096)
+    vehicle_id: str | None = Field(default=None, max_length=128)
+    color: str | None = Field(default=None, max_length=32, description="a color configured in the scrape")
+
+
+class ClassifyIn(BaseModel):
+    advertiser: str = Field(min_length=1, max_length=128)
+    images: list[ImageIn]
+
+
+class Scores(BaseModel):
+    type: dict[str, float] = {}
+    color: dict[str, float] = {}
+
+
+class ResultOut(BaseModel):
+    url: str
+    status: Literal["ok", "skipped"]
+    reason: str | None
+    image_key: str | None
+    type: str | None
+    color: str | None
+    source: Literal["model", "cache", "manual"] | None
+    scores: Scores
+    model_version: str | None
+    near_duplicate_of: str | None = None
+
+
+class ClassifyOut(BaseModel):
+    results: list[ResultOut]
+
+
+class FixIn(BaseModel):
+    image_key: str = Field(min_length=3, max_length=66)
+    advertiser: str | None = Field(default=None, max_length=128)
+    type: str | None = None
+    color: str | None = None
+    scope: Literal["advertiser", "global"] = "advertiser"
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FixOut(BaseModel):
+    id: int
+    image_key: str
+    advertiser: str | None
+    field: str
+    old: str | None
+    new: str | None
+    actor: str
+    role: str
+    scope: str
+    comment: str | None
+    time: datetime
+
+
+class ImageOut(BaseModel):
+    image_key: str
+    advertiser: str | None
+    type: str | None
+    color: str | None
+    source: str
+    scores: Scores
+    model_version: str | None
+    history: list[FixOut]
+
+
+def _fix_out(f: FixRecord) -> FixOut:
+    return FixOut(
+        id=f.id,
+        image_key=f.content_key,
+        advertiser=f.advertiser,
+        field=f.field,
+        old=f.old_value,
+        new=f.new_value,
+        actor=f.actor,
+        role=f.role,
+        scope=f.scope,
+        comment=f.comment,
+        time=f.created_at,
+    )
+
+
+# -- state, auth and metrics ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+    @property
+    def advertiser(self) -> str | None:
+        return self.role.split(":", 1)[1] if self.role.startswith("advertiser:") else None
+
+    def may_see(self, advertiser: str | None) -> bool:
+        return self.role in STAFF_ROLES or (self.advertiser is not None and self.advertiser == advertiser)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("lotlens_requests_total", "HTTP requests", ["path", "status"], registry=r)
+        self.images = Counter("lotlens_images_total", "images answered, by source", ["source"], registry=r)
+        self.cache_hits = Counter("lotlens_cache_hits_total", "cache hits by key kind", ["kind"], registry=r)
+        self.skipped = Counter("lotlens_skipped_total", "skipped images by reason", ["reason"], registry=r)
+        self.fetch = Histogram("lotlens_fetch_seconds", "download time of a batch's misses", registry=r)
+        self.inference = Histogram("lotlens_inference_seconds", "model time of a batch", registry=r)
+        self.untrusted = Counter(
+            "lotlens_hosts_untrusted_total", "hosts whose headers stopped being trusted", registry=r
+        )
+        self.model = Gauge("lotlens_model_info", "the model serving answers", ["version"], registry=r)
+
+
+class AppState:
+    def __init__(self, settings: Settings, store: Store, pipeline: Pipeline) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline
+        self.service = Service(settings, store, lambda: self.pipeline)
+        self.metrics = Metrics()
+        self.metrics.model.labels(pipeline.version).set(1)
+
+
+def state(request: Request) -> AppState:
+    st: AppState = request.app.state.lotlens
+    return st
+
+
+def principal(request: Request, st: Annotated[AppState, Depends(state)]) -> Principal:
+    """The caller, from `Authorization: Bearer <key>`; keys are compared in constant time."""
+    keys = st.settings.api_keys
+    if not keys:
+        return Principal("local", "admin")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    found = None
+    for k in keys:  # no early exit: the time taken does not say which key matched
+        if hmac.compare_digest(token.strip().encode(), k.key.encode()) and scheme.lower() == "bearer":
+            found = k
+    if found is None:
+        raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    return Principal(found.name, found.role)
+
+
+State = Annotated[AppState, Depends(state)]
+Caller = Annotated[Principal, Depends(principal)]
+
+
+# -- the app --------------------------------------------------------------------------------------
+
+
+def load_store(settings: Settings) -> Store:
+    return Store.from_url(settings.resolved_database_url())
+
+
+def load_pipeline(settings: Settings) -> Pipeline:
+    return Pipeline.load(settings.model_dir, settings.threads, settings.batch_size)
+
+
+def create_app(settings: Settings, store: Store | None = None, pipeline: Pipeline | None = None) -> FastAPI:
+    """The FastAPI app. The store and model load at start-up unless given (tests pass them)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        st: Store = store if store is not None else await asyncio.to_thread(load_store, settings)
+        pl: Pipeline = pipeline if pipeline is not None else await asyncio.to_thread(load_pipeline, settings)
+        app.state.lotlens = AppState(settings, st, pl)
+        yield
+        if store is None:
+            st.engine.dispose()
+
+    app = FastAPI(
+        title="lotlens",
+        version=__version__,
+        lifespan=lifespan,
+        description="Type and color tags for car dealers' inventory photos.",
+    )
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        st = getattr(request.app.state, "lotlens", None)
+        if st is not None:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            st.metrics.requests.labels(path, str(response.status_code)).inc()
+        return response
+
+    @app.post("/v1/classify", response_model=ClassifyOut, tags=["classify"])
+    async def classify(body: ClassifyIn, st: State, who: Caller) -> ClassifyOut:
+        """Answer a batch of an advertiser's image URLs, in order; failures are `skipped` with a reason."""
+        if who.role not in ("scraper", *STAFF_ROLES) and who.advertiser != body.advertiser:
+            raise HTTPException(403, f"key {who.name!r} may not classify for advertiser {body.advertiser!r}")
+        if len(body.images) > st.settings.max_batch:
+            raise HTTPException(413, f"{len(body.images)} images; at most {st.settings.max_batch} per request")
+        items = [Item(i.url, i.vehicle_id, i.color) for i in body.images]
+        results = await st.service.classify(body.advertiser, items)
+        s, m = st.service.last_stats, st.metrics
+        m.cache_hits.labels("header").inc(s.header_hits)
+        m.cache_hits.labels("content").inc(s.content_hits)
+        m.cache_hits.labels("near_duplicate").inc(s.near_duplicates)
+        for reason, n in s.skipped.items():
+            m.skipped.labels(reason.split(":")[0]).inc(n)
+        for r in results:
+            if r.source:
+                m.images.labels(r.source).inc()
+        m.fetch.observe(s.fetch_seconds)
+        m.inference.observe(s.inference_seconds)
+        m.untrusted.inc(len(s.hosts_distrusted))
+        return ClassifyOut(results=[ResultOut(**asdict(r)) for r in results])
+
+    @app.post("/v1/fixes", status_code=201, response_model=ImageOut, tags=["fixes"])
+    async def add_fix(body: FixIn, st: State, who: Caller) -> ImageOut:
+        """Record a manual fix of type and/or color; returns the image's new answer and history."""
+        fields = [f for f in ("type", "color") if f in body.model_fields_set]
+        if not fields:
+            raise HTTPException(422, "a fix needs a type or a color")
+        advertiser = body.advertiser or who.advertiser
+        if body.scope == "global" and who.role not in STAFF_ROLES:
+            raise HTTPException(403, "only staff and admin make global fixes")
+        if body.scope == "advertiser" and not advertiser:
+            raise HTTPException(422, "an advertiser fix needs an advertiser")
+        if who.role not in STAFF_ROLES and (who.advertiser is None or who.advertiser != advertiser):
+            raise HTTPException(403, f"key {who.name!r} may not fix images of advertiser {advertiser!r}")
+        if who.advertiser and not st.store.seen_by(who.advertiser, body.image_key):
+            raise HTTPException(403, "this image is not in your inventory")
+        for f in fields:
+            try:
+                await asyncio.to_thread(
+                    st.store.add_fix,
+                    body.image_key,
+                    f,
+                    getattr(body, f),
+                    actor=who.name,
+                    role=who.role,
+                    scope=body.scope,
+                    advertiser=advertiser,
+                    comment=body.comment,
+                )
+            except KeyError as exc:
+                raise HTTPException(404, f"unknown image {body.image_key!r}") from exc
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from exc
+        return _image(st, body.image_key, advertiser)
+
+    @app.get("/v1/fixes", response_model=list[FixOut], tags=["fixes"])
+    async def list_fixes(
+        st: State,
+        who: Caller,
+        advertiser: str | None = None,
+        since: Annotated[datetime | None, Query(description="ISO 8601")] = None,
+    ) -> list[FixOut]:
+        """The fix history, oldest first: the input of the next retraining."""
+        advertiser = advertiser or who.advertiser
+        if who.role not in STAFF_ROLES and not who.may_see(advertiser):
+            raise HTTPException(403, "advertiser keys read only their own history")
+        return [_fix_out(f) for f in st.store.fixes(advertiser=advertiser, since=since)]
+
+    @app.get("/v1/images/{image_key}", response_model=ImageOut, tags=["images"])
+    async def image(image_key: str, st: State, who: Caller, advertiser: str | None = None) -> ImageOut:
+        """An image's answer as `advertiser` sees it, with its fix history."""
+        advertiser = advertiser or who.advertiser
+        if who.role not in STAFF_ROLES and (
+            not who.may_see(advertiser) or not st.store.seen_by(who.advertiser or "", image_key)
+        ):
+            raise HTTPException(403, "advertiser keys read only their own images")
+        return _image(st, image_key, advertiser)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(st: State, response: Response) -> dict[str, Any]:
+        checks = {"model": st.pipeline.version}
+        try:
+            with st.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["store"] = "ok"
+        except Exception as exc:  # noqa: BLE001 -- any store failure means "not ready", said in the body
+            checks["store"] = f"error: {type(exc).__name__}"
+            response.status_code = 503
+        return checks
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics(st: State) -> Response:
+        return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _image(st: AppState, image_key: str, advertiser: str | None) -> ImageOut:
+    ans = st.store.answers([image_key], advertiser).get(image_key)
+    if ans is None:
+        raise HTTPException(404, f"unknown image {image_key!r}")
+    return ImageOut(
+        image_key=image_key,
+        advertiser=advertiser,
+        type=ans.type,
+        color=ans.color,
+        source=ans.source,
+        scores=Scores(**{k: ans.scores.get(k, {}) for k in ("type", "color")}),
+        model_version=ans.model_version,
+        history=[_fix_out(f) for f in st.store.fixes(advertiser=advertiser, content_key=image_key)],
+    )
