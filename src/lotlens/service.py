@@ -111,7 +111,9 @@ class Service:
             # 1. Header keys, for hosts whose headers we trust.
             hkeys: dict[int, str] = {}
             if mode != "content":
-                want = [i for i, u in urls.items() if mode == "header" or self._trusted(u)]
+                hosts = {urlsplit(u).hostname or "" for u in urls.values()}
+                trusted = self.store.trusted_hosts(hosts)
+                want = [i for i, u in urls.items() if mode == "header" or (urlsplit(u).hostname or "") in trusted]
                 heads = await asyncio.gather(*(fetcher.head(urls[i]) for i in want), return_exceptions=True)
                 stats.heads += len(want)
                 for i, h in zip(want, heads, strict=True):
@@ -176,11 +178,10 @@ class Service:
         fresh = {ckeys[i] for i in images if i not in failed}
         answers |= self.store.answers(fresh, advertiser)
         # 7. Record the inventory, learn about hosts from header keys, and answer.
-        for i, k in ckeys.items():
-            r = results[i]
-            if r.status != "ok" or k not in answers:
-                continue
-            self.store.see(advertiser, urls[i], k, items[i].vehicle_id)
+        answered = [i for i, k in ckeys.items() if results[i].status == "ok" and k in answers]
+        self.store.see_many(advertiser, [(urls[i], ckeys[i], items[i].vehicle_id) for i in answered])
+        for i in answered:
+            r, k = results[i], ckeys[i]
             hk = header_key(fetched[i].url, fetched[i].headers) if i in fetched and mode != "content" else None
             if hk:
                 self._learn(urls[i], hk, k, stats)
@@ -258,9 +259,6 @@ class Service:
             r.color = known_color
         if r.type == PLACEHOLDER:
             r.color = None
-
-    def _trusted(self, url: str) -> bool:
-        return self.store.host_trusted(urlsplit(url).hostname or "")
 
     def _learn(self, url: str, hkey: str, ckey: str, stats: BatchStats) -> None:
         """Distrust a host whose header key maps to new bytes, or whose bytes come under a new key."""

@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from lotlens.labels import COLORS, TYPES
@@ -214,3 +214,26 @@ def test_concurrent_predictions_and_fixes_keep_every_fix(store: Store) -> None:
         if answers[k].type != "Placeholder":
             assert answers[k].color == color
         assert "color" in answers[k].manual
+
+
+def test_store_survives_its_connections_being_killed(store: Store) -> None:
+    """A database restart drops every connection; the next call reconnects and nothing is lost."""
+    _predict(store, K1)
+    store.add_fix(K1, "type", "Stock", actor="x", role="staff", scope="global", advertiser=None)
+    if store.engine.dialect.name == "postgresql":
+        # Kill the store's pooled connections from another session, as a server restart would.
+        other = create_engine(store.engine.url)
+        with other.connect() as c:
+            killed = c.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        other.dispose()
+        assert killed >= 1
+    else:
+        store.engine.dispose()  # SQLite: every connection closed, the file stays
+    assert store.answers([K1], None)[K1].type == "Stock"
+    store.add_fix(K1, "type", "Dealer", actor="x", role="staff", scope="global", advertiser=None)
+    assert [f.new_value for f in store.fixes()] == ["Stock", "Dealer"]

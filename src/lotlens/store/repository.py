@@ -197,22 +197,33 @@ class Store:
 
     def see(self, advertiser: str, url: str, content_key: str, vehicle_id: str | None = None) -> None:
         """Record that `advertiser` shows `content_key` at `url` (its inventory)."""
+        self.see_many(advertiser, [(url, content_key, vehicle_id)])
+
+    def see_many(self, advertiser: str, rows: Sequence[tuple[str, str, str | None]]) -> None:
+        """`see` for a whole batch of (url, content key, vehicle id), in one transaction."""
+        if not rows:
+            return
+        latest = {url: (key, vehicle) for url, key, vehicle in rows}
         with self._session.begin() as s:
-            row = s.get(Sighting, (advertiser, url), with_for_update=True)
-            if row is None:
-                s.add(
-                    Sighting(
-                        advertiser=advertiser,
-                        url=url,
-                        content_key=content_key,
-                        vehicle_id=vehicle_id,
-                        first_seen=now(),
-                        last_seen=now(),
+            q = select(Sighting).where(Sighting.advertiser == advertiser, Sighting.url.in_(list(latest)))
+            known = {row.url: row for row in s.scalars(q.with_for_update())}
+            t = now()
+            for url, (key, vehicle) in latest.items():
+                row = known.get(url)
+                if row is None:
+                    s.add(
+                        Sighting(
+                            advertiser=advertiser,
+                            url=url,
+                            content_key=key,
+                            vehicle_id=vehicle,
+                            first_seen=t,
+                            last_seen=t,
+                        )
                     )
-                )
-            else:
-                row.content_key, row.last_seen = content_key, now()
-                row.vehicle_id = vehicle_id or row.vehicle_id
+                else:
+                    row.content_key, row.last_seen = key, t
+                    row.vehicle_id = vehicle or row.vehicle_id
 
     def seen_by(self, advertiser: str, content_key: str) -> bool:
         """True when `advertiser` has shown this image (an advertiser may only see its own)."""
@@ -232,6 +243,13 @@ class Store:
             )
 
     # -- hosts ------------------------------------------------------------------------------------
+
+    def trusted_hosts(self, hosts: Iterable[str]) -> set[str]:
+        """The hosts among `hosts` whose headers are trusted (unknown hosts are)."""
+        hosts = set(hosts)
+        with self._session() as s:
+            distrusted = set(s.scalars(select(Host.host).where(Host.host.in_(hosts), Host.trusted.is_(False))))
+        return hosts - distrusted
 
     def host_trusted(self, host: str) -> bool:
         with self._session() as s:
