@@ -53,10 +53,13 @@ class Handler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         HITS[self.command + " " + path] = HITS.get(self.command + " " + path, 0) + 1
         if path.startswith("/img/"):
-            # /img/<anything>?name=<IMAGES key>[&etag=<strong or W/ weak>][&lm=1]: any URL, chosen bytes and headers
+            # /img/<any>?name=<IMAGES key>[&etag=<strong or W/ weak>][&lm=1][&salt=<s>]: chosen bytes and headers
             etag = ETAGS.get(path) or (query["etag"][0] if "etag" in query else None)
             extra = {"ETag": etag} if etag else {}
-            self._send(200, IMAGES[query.get("name", ["car"])[0]], "image/jpeg", head, extra, "lm" in query)
+            body = IMAGES[query.get("name", ["car"])[0]]
+            if "salt" in query:  # new bytes, same picture: decoders ignore what follows the JPEG's end
+                body += query["salt"][0].encode()
+            self._send(200, body, "image/jpeg", head, extra, "lm" in query)
         elif path in ("/car.jpg", "/etag/car.jpg"):
             self._send(200, IMAGE, "image/jpeg", head, {"ETag": '"v1"'} if path.startswith("/etag") else {})
         elif path == "/weak/car.jpg":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -27,8 +28,12 @@ from lotlens import __version__
 from lotlens.config import Settings
 from lotlens.service import Item, Service
 from lotlens.store import Store
+from lotlens.store.registry import Registry
 from lotlens.store.repository import FixRecord
+from lotlens.train.registry import Champion
 from lotlens.vision import Pipeline
+
+log = logging.getLogger(__name__)
 
 STAFF_ROLES = ("staff", "admin")
 
@@ -76,6 +81,11 @@ class FixIn(BaseModel):
     color: str | None = None
     scope: Literal["advertiser", "global"] = "advertiser"
     comment: str | None = Field(default=None, max_length=2000)
+
+
+class PromoteIn(BaseModel):
+    alias: Literal["champion", "challenger"] = "champion"
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 class FixOut(BaseModel):
@@ -152,13 +162,34 @@ class Metrics:
 
 
 class AppState:
-    def __init__(self, settings: Settings, store: Store, pipeline: Pipeline) -> None:
+    def __init__(self, settings: Settings, store: Store, champion: Champion) -> None:
         self.settings = settings
         self.store = store
-        self.pipeline = pipeline
-        self.service = Service(settings, store, lambda: self.pipeline)
+        self.champion = champion
+        self.registry = Registry(store)
+        self.service = Service(settings, store, champion)
         self.metrics = Metrics()
-        self.metrics.model.labels(pipeline.version).set(1)
+        self._served: str | None = None
+        self.note_model()
+
+    def note_model(self) -> None:
+        """Point the model gauge at the version now serving."""
+        version = self.champion().version
+        if version != self._served:
+            if self._served:
+                self.metrics.model.labels(self._served).set(0)
+            self.metrics.model.labels(version).set(1)
+            self._served = version
+
+    async def follow_champion(self) -> None:
+        """Poll the registry; a new champion is loaded beside the old one, then swapped in."""
+        while True:
+            await asyncio.sleep(self.settings.model_poll_seconds)
+            try:
+                if await asyncio.to_thread(self.champion.refresh):
+                    self.note_model()
+            except Exception:  # noqa: BLE001 -- the current model keeps serving whatever happens here
+                log.exception("checking the champion failed")
 
 
 def state(request: Request) -> AppState:
@@ -193,19 +224,18 @@ def load_store(settings: Settings) -> Store:
     return Store.from_url(settings.resolved_database_url())
 
 
-def load_pipeline(settings: Settings) -> Pipeline:
-    return Pipeline.load(settings.model_dir, settings.threads, settings.batch_size)
-
-
 def create_app(settings: Settings, store: Store | None = None, pipeline: Pipeline | None = None) -> FastAPI:
     """The FastAPI app. The store and model load at start-up unless given (tests pass them)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         st: Store = store if store is not None else await asyncio.to_thread(load_store, settings)
-        pl: Pipeline = pipeline if pipeline is not None else await asyncio.to_thread(load_pipeline, settings)
-        app.state.lotlens = AppState(settings, st, pl)
+        champion = Champion(settings, st, pipeline)
+        await asyncio.to_thread(champion.refresh)
+        app.state.lotlens = state = AppState(settings, st, champion)
+        watcher = asyncio.create_task(state.follow_champion())
         yield
+        watcher.cancel()
         if store is None:
             st.engine.dispose()
 
@@ -306,13 +336,48 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
             raise HTTPException(403, "advertiser keys read only their own images")
         return _image(st, image_key, advertiser)
 
+    @app.get("/v1/models", tags=["models"])
+    async def models(st: State, who: Caller) -> dict[str, Any]:
+        """Registered models, the aliases, the promotion log and the version serving now."""
+        if who.role not in STAFF_ROLES:
+            raise HTTPException(403, "staff and admin only")
+        return {
+            "serving": st.champion().version,
+            "aliases": st.registry.aliases(),
+            "models": [asdict(m) for m in st.registry.models()],
+            "promotions": [asdict(p) for p in st.registry.history()],
+        }
+
+    @app.post("/v1/models/{version}/promote", status_code=201, tags=["models"])
+    async def promote(version: str, body: PromoteIn, st: State, who: Caller) -> dict[str, Any]:
+        """Make `version` the champion (or challenger); running servers follow within the poll interval."""
+        if who.role != "admin":
+            raise HTTPException(403, "only admin promotes models")
+        try:
+            rec = st.registry.promote(version, actor=who.name, reason=body.reason, alias=body.alias)
+        except KeyError as exc:
+            raise HTTPException(404, f"unknown model {version!r}") from exc
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return asdict(rec)
+
+    @app.post("/v1/models/rollback", status_code=201, tags=["models"])
+    async def rollback(body: PromoteIn, st: State, who: Caller) -> dict[str, Any]:
+        """Point the alias back at the model it had before its latest change."""
+        if who.role != "admin":
+            raise HTTPException(403, "only admin rolls back models")
+        try:
+            return asdict(st.registry.rollback(actor=who.name, reason=body.reason, alias=body.alias))
+        except LookupError as exc:
+            raise HTTPException(409, str(exc)) from exc
+
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(st: State, response: Response) -> dict[str, Any]:
-        checks = {"model": st.pipeline.version}
+        checks = {"model": st.champion().version}
         try:
             with st.store.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))

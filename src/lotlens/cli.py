@@ -121,14 +121,21 @@ def classify(
         err.print("[red]error:[/red] nothing to classify: give paths or URLs, or --from-file")
         raise typer.Exit(2)
     settings = Settings()
+    store = _open_store(settings) if advertiser else None
     try:
-        pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
+        if store is not None and model is None:
+            from lotlens.train.registry import Champion
+
+            pipeline = Champion(settings, store)()  # the registry's champion, else the configured model
+        else:
+            pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
     except LotlensError as exc:
         _fail(exc)
     with progress_bar(len(todo) > 1) as bar:
         task = bar.add_task("classify", total=len(todo))
-        if advertiser:
-            results = _classify_service(todo, advertiser, settings, pipeline, lambda n: bar.advance(task, n))
+        if store is not None and advertiser:
+            results = _classify_service(todo, advertiser, settings, store, pipeline, lambda n: bar.advance(task, n))
+            store.engine.dispose()
         else:
             results = _classify_direct(todo, settings, pipeline, lambda n: bar.advance(task, n))
     if as_json:
@@ -179,21 +186,25 @@ def _classify_direct(sources: list[str], settings: Settings, pipeline: Any, adva
     return results
 
 
+def _open_store(settings: Settings) -> Any:
+    from lotlens.store import Store
+
+    try:
+        return Store.from_url(settings.resolved_database_url())
+    except Exception as exc:  # noqa: BLE001 -- any database failure ends the run with its message
+        err.print(f"[red]error:[/red] database: {exc}")
+        raise typer.Exit(2) from exc
+
+
 def _classify_service(
-    sources: list[str], advertiser: str, settings: Settings, pipeline: Any, advance: Any
+    sources: list[str], advertiser: str, settings: Settings, store: Any, pipeline: Any, advance: Any
 ) -> list[dict[str, Any]]:
     """Classify URLs through the service, as the API does; answers are stored."""
     import asyncio
     from dataclasses import asdict
 
     from lotlens.service import Item, Service
-    from lotlens.store import Store
 
-    try:
-        store = Store.from_url(settings.resolved_database_url())
-    except Exception as exc:  # noqa: BLE001 -- any database failure ends the run with its message
-        err.print(f"[red]error:[/red] database: {exc}")
-        raise typer.Exit(2) from exc
     service = Service(settings, store, lambda: pipeline)
     results: list[dict[str, Any]] = []
     step = settings.batch_size * 8
@@ -205,7 +216,6 @@ def _classify_service(
             d["source"] = d.pop("url")
             results.append(d)
         advance(len(chunk))
-    store.engine.dispose()
     return results
 
 
@@ -439,6 +449,105 @@ def fix(
         raise typer.Exit(2) from exc
     finally:
         store.engine.dispose()
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: register, promote, roll back.")
+app.add_typer(models_app, name="models")
+
+
+def _registry() -> Any:
+    from lotlens.store import Store
+    from lotlens.store.registry import Registry
+
+    return Registry(Store.from_url(Settings().resolved_database_url()))
+
+
+@models_app.command("register")
+def models_register(
+    model_dir: Annotated[Path, typer.Argument(help="a model folder written by `lotlens train`")],
+    actor: Annotated[str, typer.Option(help="who registers it")] = "cli",
+    dataset: Annotated[str | None, typer.Option(help="the dataset version it was trained on")] = None,
+) -> None:
+    """Copy a model folder into the registry (`<data_dir>/models/<version>`)."""
+    from lotlens.store import Store
+    from lotlens.train.registry import register
+
+    settings = Settings()
+    try:
+        rec = register(Store.from_url(settings.resolved_database_url()), model_dir, settings, actor, dataset)
+    except LotlensError as exc:
+        _fail(exc)
+    out.print(f"registered {rec.version} at {rec.path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered models with their validation metrics and aliases."""
+    reg = _registry()
+    aliases = {v: a for a, v in reg.aliases().items()}
+    table = Table(title="models")
+    table.add_column("version", overflow="fold")
+    for col in ("alias", "type acc", "placeholder recall", "color top-1", "registered"):
+        table.add_column(col)
+    for m in reg.models():
+        t, c = m.metrics.get("type", {}), m.metrics.get("color", {})
+        table.add_row(
+            m.version,
+            aliases.get(m.version, ""),
+            _pct(t.get("accuracy")),
+            _pct(t.get("recall", {}).get("Placeholder")),
+            _pct(c.get("accuracy")),
+            f"{m.created_at:%Y-%m-%d %H:%M} by {m.registered_by}",
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def models_show(version: Annotated[str, typer.Argument(help="a registered version")]) -> None:
+    """One model's record and the promotions that involved it, as JSON."""
+    from dataclasses import asdict
+
+    reg = _registry()
+    rec = reg.get(version)
+    if rec is None:
+        err.print(f"[red]error:[/red] unknown model {version}")
+        raise typer.Exit(2)
+    history = [asdict(p) for p in reg.history() if version in (p.to_version, p.from_version)]
+    sys.stdout.write(json.dumps({"model": asdict(rec), "promotions": history}, indent=2, default=str) + "\n")
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="a registered version")],
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    actor: Annotated[str, typer.Option(help="who promotes (recorded)")] = "cli",
+    alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
+) -> None:
+    """Point an alias at a model; running servers switch within LOTLENS_MODEL_POLL_SECONDS."""
+    try:
+        rec = _registry().promote(version, actor=actor, reason=reason, alias=alias)
+    except KeyError as exc:
+        err.print(f"[red]error:[/red] unknown model {version}; register it first")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    actor: Annotated[str, typer.Option(help="who rolls back (recorded)")] = "cli",
+    alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
+) -> None:
+    """Point an alias back at the model it had before its latest change."""
+    try:
+        rec = _registry().rollback(actor=actor, reason=reason, alias=alias)
+    except LookupError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version} (rollback)")
 
 
 def main() -> None:

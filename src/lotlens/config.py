@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     api_keys: list[ApiKey] = Field(default_factory=list, description='JSON: [{"name", "key", "role"}]')
     host: str = Field(default="127.0.0.1", description="serve: address to bind")
     port: int = Field(default=8000, gt=0, lt=65536, description="serve: port")
+    model_poll_seconds: float = Field(default=10.0, gt=0, description="how often serve checks for a new champion")
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
 

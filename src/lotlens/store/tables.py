@@ -92,3 +92,40 @@ class Host(Base):
     trusted: Mapped[bool] = mapped_column(Boolean, default=True)
     reason: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelRow(Base):
+    """A registered model: a model folder copied into the registry, with its evaluation metrics."""
+
+    __tablename__ = "models"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dataset: Mapped[str | None] = mapped_column(String(64))
+    registered_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Alias(Base):
+    """`champion` serves; `challenger` is watched beside it."""
+
+    __tablename__ = "model_aliases"
+    alias: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("models.version"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Promotion(Base):
+    """Every change of an alias: who, when, why, and the metrics it was judged on (append-only)."""
+
+    __tablename__ = "promotions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alias: Mapped[str] = mapped_column(String(32), index=True)
+    from_version: Mapped[str | None] = mapped_column(String(64))
+    to_version: Mapped[str] = mapped_column(ForeignKey("models.version"))
+    action: Mapped[str] = mapped_column(String(16))  # promote | rollback
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

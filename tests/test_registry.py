@@ -1,0 +1,160 @@
+"""Model registry: register, promote, roll back; a running API takes up a new champion without
+failing a request, and every answer names the model that made it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
+
+from lotlens.api import create_app
+from lotlens.cli import app
+from lotlens.config import ApiKey, Settings
+from lotlens.errors import ModelError
+from lotlens.store import Store
+from lotlens.store.registry import Registry
+from lotlens.train.registry import Champion, register
+from lotlens.vision import Pipeline
+from lotlens.vision.pipeline import ModelFolder, default_model_dir
+
+runner = CliRunner()
+
+
+def variant(tmp_path: Path, name: str, threshold: float) -> Path:
+    """A second real model: the bundled heads with another placeholder threshold and version."""
+    folder = ModelFolder.read(default_model_dir())
+    folder.meta = json.loads(json.dumps(folder.meta))
+    folder.meta["decision"]["placeholder_threshold"] = threshold
+    folder.meta["version"] = name
+    out = tmp_path / name
+    folder.write(out)
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", allow_private_addresses=True, model_poll_seconds=0.05)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    return Store.from_url(settings.resolved_database_url())
+
+
+def test_register_promote_rollback(tmp_path: Path, settings: Settings, store: Store) -> None:
+    a = register(store, default_model_dir(), settings, "ana")
+    b = register(store, variant(tmp_path, "lotlens-b", 0.4), settings, "ana", dataset="ds-2")
+    assert Path(a.path).is_dir()
+    assert Path(a.path).parent == settings.data_dir.resolve() / "models"
+    assert a.metrics["type"]["accuracy"] > 0.9  # the validation metrics travel with the model
+    assert register(store, default_model_dir(), settings, "ana").version == a.version  # idempotent
+    reg = Registry(store)
+    assert [m.version for m in reg.models()] == [a.version, b.version]
+    assert reg.alias("champion") is None
+    reg.promote(a.version, actor="ana", reason="first")
+    p = reg.promote(b.version, actor="bo", reason="better on dealer X")
+    assert (p.from_version, p.to_version, p.actor, p.reason) == (a.version, b.version, "bo", "better on dealer X")
+    assert p.metrics == b.metrics
+    back = reg.rollback(actor="ana", reason="fix rate doubled")
+    assert (back.action, back.to_version) == ("rollback", a.version)
+    assert reg.alias("champion") == a.version
+    assert [h.action for h in reg.history("champion")] == ["promote", "promote", "rollback"]
+    with pytest.raises(KeyError):
+        reg.promote("nope", actor="x", reason=None)
+    with pytest.raises(ValueError, match="alias"):
+        reg.promote(a.version, actor="x", reason=None, alias="king")
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as c:
+        c.execute(text("delete from promotions"))
+
+
+def test_rollback_needs_history(store: Store) -> None:
+    with pytest.raises(LookupError):
+        Registry(store).rollback(actor="x", reason=None)
+
+
+def test_register_refuses_a_non_model(tmp_path: Path, settings: Settings, store: Store) -> None:
+    with pytest.raises(ModelError):
+        register(store, tmp_path, settings, "x")
+
+
+def test_champion_follows_the_alias_and_survives_a_broken_model(
+    tmp_path: Path, settings: Settings, store: Store, pipeline: Pipeline
+) -> None:
+    champ = Champion(settings, store, pipeline)
+    assert champ().version == pipeline.version
+    b = register(store, variant(tmp_path, "lotlens-b", 0.4), settings, "ana")
+    Registry(store).promote(b.version, actor="x", reason=None)
+    assert champ.refresh()
+    assert champ().version == "lotlens-b"
+    assert not champ.refresh()
+    # A registered model whose files are gone: logged, and the current model keeps serving.
+    c = register(store, variant(tmp_path, "lotlens-c", 0.3), settings, "ana")
+    (Path(c.path) / "heads.npz").unlink()
+    Registry(store).promote(c.version, actor="x", reason=None)
+    assert not champ.refresh()
+    assert champ().version == "lotlens-b"
+
+
+def test_server_switches_models_without_failing_a_request(
+    tmp_path: Path, settings: Settings, store: Store, pipeline: Pipeline, server: str
+) -> None:
+    admin = ApiKey(name="root", key="r" * 32, role="admin")
+    settings.api_keys = [admin]
+    b = register(store, variant(tmp_path, "lotlens-b", 0.45), settings, "ana")
+    hdr = {"Authorization": f"Bearer {admin.key}"}
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+    with TestClient(create_app(settings, store, pipeline)) as client:
+
+        def scraper() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1  # a new image each time, so every answer comes from a model, not the cache
+                body = {"advertiser": "a", "images": [{"url": f"{server}/img/hs{n}.jpg?name=blue&salt={n}"}]}
+                res = client.post("/v1/classify", json=body, headers=hdr)
+                r = res.json()["results"][0] if res.status_code == 200 else {}
+                seen.append((res.status_code, r.get("model_version")))
+
+        worker = threading.Thread(target=scraper)
+        worker.start()
+        time.sleep(0.5)
+        res = client.post(f"/v1/models/{b.version}/promote", json={"reason": "sweep winner"}, headers=hdr)
+        assert res.status_code == 201, res.text
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(v == "lotlens-b" for _, v in seen[-3:]):
+            time.sleep(0.05)
+        stop.set()
+        worker.join()
+        listing = client.get("/v1/models", headers=hdr).json()
+        assert listing["serving"] == "lotlens-b"
+        assert listing["aliases"] == {"champion": "lotlens-b"}
+        assert client.post("/v1/models/rollback", json={"reason": "test"}, headers=hdr).status_code == 409
+    assert all(status == 200 for status, _ in seen), seen
+    versions = [v for _, v in seen]
+    assert versions[0] == pipeline.version
+    assert versions[-1] == "lotlens-b"
+    switch = versions.index("lotlens-b")
+    assert set(versions[switch:]) == {"lotlens-b"}  # no flapping back once switched
+
+
+def test_models_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTLENS_DATA_DIR", str(tmp_path / "data"))
+    res = runner.invoke(app, ["models", "register", str(default_model_dir()), "--actor", "ana"])
+    assert res.exit_code == 0, res.output
+    version = ModelFolder.read(default_model_dir()).version
+    assert runner.invoke(app, ["models", "promote", version, "--reason", "first"]).exit_code == 0
+    listing = runner.invoke(app, ["models", "list"], env={"COLUMNS": "200"})
+    assert version in listing.stdout
+    assert "champion" in listing.stdout
+    shown = json.loads(runner.invoke(app, ["models", "show", version]).stdout)
+    assert shown["promotions"][0]["reason"] == "first"
+    assert runner.invoke(app, ["models", "promote", "nope", "--reason", "x"]).exit_code == 2
+    assert runner.invoke(app, ["models", "rollback", "--reason", "x"]).exit_code == 2
+    assert runner.invoke(app, ["models", "show", "nope"]).exit_code == 2
