@@ -146,6 +146,7 @@ IMAGES = {
     "blue": jpeg(car("Blue", "scene", 2)),
     "yellow": jpeg(car("Yellow", "white", 3)),
     "bomb": BOMB,
+    "tiny": jpeg(car("Green", "white", 4, size=(48, 32))),
     "corrupt": IMAGE[:200] + b"\0" * 50,
 }
 

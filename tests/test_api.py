@@ -162,3 +162,34 @@ def test_without_keys_everyone_is_local_admin(tmp_path: Path, pipeline: Pipeline
     settings = Settings(data_dir=tmp_path)
     with TestClient(create_app(settings, Store.from_url(settings.resolved_database_url()), pipeline)) as c:
         assert c.get("/v1/fixes").status_code == 200
+
+
+def test_review_endpoints(client: TestClient, server: str) -> None:
+    from lotlens.store.review import ReviewQueue
+
+    body = {"advertiser": "a", "images": [{"url": f"{server}/img/rv.jpg?name=blue"}]}
+    key = client.post("/v1/classify", json=body, headers=auth("a")).json()["results"][0]["image_key"]
+    store = client.app.state.lotlens.store  # type: ignore[attr-defined]
+    ReviewQueue(store).add(
+        "ds-test",
+        key,
+        "color",
+        "conflict",
+        [{"value": "Blue", "advertiser": "a"}, {"value": "Green", "advertiser": "b"}],
+        None,
+        3.0,
+    )
+    assert client.get("/v1/review", headers=auth("a")).status_code == 403
+    [item] = client.get("/v1/review", headers=auth("staff")).json()
+    assert (item["kind"], item["field"]) == ("conflict", "color")
+    res = client.post(f"/v1/review/{item['id']}", json={"action": "relabel", "value": "green"}, headers=auth("staff"))
+    assert res.status_code == 200
+    assert (res.json()["status"], res.json()["decided_value"], res.json()["decided_by"]) == (
+        "relabelled",
+        "Green",
+        "ana (staff)",
+    )
+    assert client.get("/v1/review", headers=auth("staff")).json() == []
+    assert client.post("/v1/review/999", json={"action": "reject"}, headers=auth("staff")).status_code == 404
+    assert client.post(f"/v1/review/{item['id']}", json={"action": "accept"}, headers=auth("staff")).status_code == 422
+    assert client.post(f"/v1/review/{item['id']}", json={"action": "burn"}, headers=auth("staff")).status_code == 422

@@ -30,6 +30,7 @@ from lotlens.service import Item, Service
 from lotlens.store import Store
 from lotlens.store.registry import Registry
 from lotlens.store.repository import FixRecord
+from lotlens.store.review import ReviewQueue
 from lotlens.train.registry import Champion
 from lotlens.vision import Pipeline
 
@@ -81,6 +82,11 @@ class FixIn(BaseModel):
     color: str | None = None
     scope: Literal["advertiser", "global"] = "advertiser"
     comment: str | None = Field(default=None, max_length=2000)
+
+
+class DecisionIn(BaseModel):
+    action: Literal["accept", "reject", "relabel"]
+    value: str | None = Field(default=None, max_length=32, description="the label, for relabel")
 
 
 class PromoteIn(BaseModel):
@@ -370,6 +376,27 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
             return asdict(st.registry.rollback(actor=who.name, reason=body.reason, alias=body.alias))
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from exc
+
+    @app.get("/v1/review", tags=["review"])
+    async def review_queue(
+        st: State, who: Caller, dataset: str | None = None, status: str | None = "pending"
+    ) -> list[dict[str, Any]]:
+        """Dataset candidates to judge: conflicts first, then the labels the model doubts most."""
+        if who.role not in STAFF_ROLES:
+            raise HTTPException(403, "staff and admin only")
+        return [asdict(r) for r in ReviewQueue(st.store).items(dataset, status)]
+
+    @app.post("/v1/review/{item_id}", tags=["review"])
+    async def review_decide(item_id: int, body: DecisionIn, st: State, who: Caller) -> dict[str, Any]:
+        """Accept, reject or relabel a candidate; the next dataset version applies the decision."""
+        if who.role not in STAFF_ROLES:
+            raise HTTPException(403, "staff and admin only")
+        try:
+            return asdict(ReviewQueue(st.store).decide(item_id, body.action, who.name, body.value))
+        except KeyError as exc:
+            raise HTTPException(404, f"no review item {item_id}") from exc
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -550,6 +550,103 @@ def models_rollback(
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version} (rollback)")
 
 
+dataset_app = typer.Typer(no_args_is_help=True, help="Datasets: immutable versions built from fixes.")
+app.add_typer(dataset_app, name="dataset")
+
+
+def _print_dataset_report(report: Any) -> None:
+    state = "already existed, unchanged" if report.existed else "written"
+    out.print(f"{report.version}: {report.rows} rows ({report.new_rows} new), {state}")
+    for key, why in sorted(report.dropped.items()):
+        out.print(f"  dropped {key}: {why}")
+    if report.queued:
+        out.print(f"  {report.queued} item(s) in the review queue: lotlens dataset review")
+    for w in report.warnings:
+        out.print(f"  [yellow]warning:[/yellow] {w}")
+
+
+@dataset_app.command("create")
+def dataset_create(
+    from_version: Annotated[str | None, typer.Option("--from", help="the version to extend (default: latest)")] = None,
+    since: Annotated[str | None, typer.Option(help="fixes since this ISO date (default: since --from)")] = None,
+) -> None:
+    """Build the next version from the manual fixes: filtered, conflicts held for review, split by advertiser."""
+    from datetime import datetime
+
+    from lotlens.train.dataset import create
+
+    settings = Settings()
+    store = _open_store(settings)
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("images", total=None)
+            report = create(
+                settings,
+                store,
+                parent=from_version,
+                since=datetime.fromisoformat(since) if since else None,
+                on_step=lambda d, t: bar.update(task, completed=d, total=t),
+            )
+    except LotlensError as exc:
+        _fail(exc)
+    _print_dataset_report(report)
+
+
+@dataset_app.command("import")
+def dataset_import(
+    manifest: Annotated[Path, typer.Argument(help="CSV: path,type,color,group[,split]")],
+    images_root: Annotated[Path | None, typer.Option(help="folder the paths are relative to")] = None,
+) -> None:
+    """Bring a hand-made set in as a version (the first dataset, or an ad-hoc test set)."""
+    from lotlens.train.dataset import import_csv
+
+    try:
+        report = import_csv(Settings(), manifest, images_root)
+    except LotlensError as exc:
+        _fail(exc)
+    _print_dataset_report(report)
+
+
+@dataset_app.command("review")
+def dataset_review(
+    accept: Annotated[int | None, typer.Option(help="accept this item's label")] = None,
+    reject: Annotated[int | None, typer.Option(help="keep this item out of the next version")] = None,
+    relabel: Annotated[int | None, typer.Option(help="give this item the --value label")] = None,
+    value: Annotated[str | None, typer.Option(help="the label for --relabel")] = None,
+    actor: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
+    dataset: Annotated[str | None, typer.Option(help="only this version's items")] = None,
+) -> None:
+    """List the review queue (conflicts first, then what the model doubts most), or decide one item."""
+    from lotlens.store.review import ReviewQueue
+
+    queue = ReviewQueue(_open_store(Settings()))
+    for item_id, action in ((accept, "accept"), (reject, "reject"), (relabel, "relabel")):
+        if item_id is None:
+            continue
+        try:
+            rec = queue.decide(item_id, action, actor, value)
+        except KeyError as exc:
+            err.print(f"[red]error:[/red] no review item {item_id}")
+            raise typer.Exit(2) from exc
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        out.print(f"#{rec.id} {rec.field} of {rec.content_key[:14]}...: {rec.status} {rec.decided_value or ''}")
+        return
+    table = Table(title="review queue")
+    table.add_column("id", justify="right")
+    for col in ("kind", "image", "field", "labels", "model", "score"):
+        table.add_column(col, overflow="fold")
+    for it in queue.items(dataset):
+        labels = "; ".join(
+            f"{c['value']} ({c.get('advertiser') or c.get('source') or c.get('near', '')[:12]})" for c in it.candidates
+        )
+        table.add_row(
+            str(it.id), it.kind, it.content_key[:14], it.field, labels, it.model_value or "-", f"{it.score:.2f}"
+        )
+    out.print(table)
+
+
 def main() -> None:
     """Entry point of the `lotlens` script."""
     app()

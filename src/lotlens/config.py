@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="serve: address to bind")
     port: int = Field(default=8000, gt=0, lt=65536, description="serve: port")
     model_poll_seconds: float = Field(default=10.0, gt=0, description="how often serve checks for a new champion")
+    keep_images: bool = Field(default=True, description="keep classified images' bytes for datasets")
+    dataset_min_side: int = Field(default=64, ge=1, description="datasets drop images smaller than this")
+    dataset_test_size: float = Field(default=0.3, gt=0, lt=1, description="share of advertisers held out")
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
 

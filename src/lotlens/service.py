@@ -22,6 +22,7 @@ from lotlens.imaging import decode
 from lotlens.keys import content_key, hamming, header_key, normalise_url, perceptual_hash
 from lotlens.labels import PLACEHOLDER, normalise_color
 from lotlens.store import Answer, Store
+from lotlens.store.images import ImageFolder
 from lotlens.vision import Pipeline
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class Service:
         self.store = store
         self._pipeline = pipeline
         self._fetcher = fetcher or (lambda: Fetcher(settings))
+        self.images = ImageFolder(settings.data_dir) if settings.keep_images else None
         self.last_stats = BatchStats()
 
     async def classify(self, advertiser: str, items: Sequence[Item]) -> list[Result]:
@@ -223,6 +225,8 @@ class Service:
                 im = images[i]
                 ph = perceptual_hash(im)
                 self.store.put_image(k, ph, im.shape[1], im.shape[0], len(fetched[i].data))
+                if self.images is not None:
+                    await asyncio.to_thread(self.images.put, k, fetched[i].data)
                 self.store.put_prediction(
                     k, p.model_version, p.type, p.color, {"type": p.type_scores, "color": p.color_scores}, p.box
                 )

@@ -231,6 +231,26 @@ class Store:
             q = select(Sighting.url).where(Sighting.advertiser == advertiser, Sighting.content_key == content_key)
             return s.scalars(q.limit(1)).first() is not None
 
+    def sightings(self, content_keys: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """content key -> [(advertiser, url)], oldest sighting first."""
+        keys = list(set(content_keys))
+        out: dict[str, list[tuple[str, str]]] = {k: [] for k in keys}
+        if not keys:
+            return out
+        q = select(Sighting).where(Sighting.content_key.in_(keys)).order_by(Sighting.first_seen, Sighting.url)
+        with self._session() as s:
+            for row in s.scalars(q):
+                out[row.content_key].append((row.advertiser, row.url))
+        return out
+
+    def phashes(self, content_keys: Iterable[str]) -> dict[str, int]:
+        keys = list(set(content_keys))
+        if not keys:
+            return {}
+        with self._session() as s:
+            q = select(Image.content_key, Image.phash).where(Image.content_key.in_(keys), Image.phash.is_not(None))
+            return {k: int(h) for k, h in s.execute(q).all() if h is not None}
+
     def inventory(self, advertiser: str) -> list[str]:
         """The content keys an advertiser shows, newest sighting first."""
         with self._session() as s:

@@ -129,3 +129,23 @@ class Promotion(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewItem(Base):
+    """A dataset candidate held for a person: a label conflict, or a label the model strongly doubts."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (UniqueConstraint("dataset", "content_key", "field"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
+    field: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))  # conflict | doubt
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{"value", "advertiser", "fix_id", ...}]
+    model_value: Mapped[str | None] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column()  # higher: more likely the label is wrong
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|accepted|rejected|relabelled
+    decided_value: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,140 @@
+"""The review queue: dataset candidates a person must judge. Conflicts first, then by doubt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, select
+
+from lotlens.labels import COLORS, TYPES, normalise_color
+from lotlens.store.repository import Store, now
+from lotlens.store.tables import ReviewItem
+
+ACTIONS = {"accept": "accepted", "reject": "rejected", "relabel": "relabelled"}
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    id: int
+    dataset: str
+    content_key: str
+    field: str
+    kind: str
+    candidates: list[dict[str, Any]]
+    model_value: str | None
+    score: float
+    status: str
+    decided_value: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+def _record(r: ReviewItem) -> ReviewRecord:
+    return ReviewRecord(
+        r.id,
+        r.dataset,
+        r.content_key,
+        r.field,
+        r.kind,
+        list(r.candidates),
+        r.model_value,
+        r.score,
+        r.status,
+        r.decided_value,
+        r.decided_by,
+        r.decided_at,
+    )
+
+
+class ReviewQueue:
+    def __init__(self, store: Store) -> None:
+        self._session = store._session
+
+    def add(
+        self,
+        dataset: str,
+        content_key: str,
+        field: str,
+        kind: str,
+        candidates: list[dict[str, Any]],
+        model_value: str | None,
+        score: float,
+    ) -> None:
+        """Queue an item once per dataset, image and field (re-creating a dataset adds nothing)."""
+        with self._session.begin() as s:
+            q = select(ReviewItem).where(
+                ReviewItem.dataset == dataset, ReviewItem.content_key == content_key, ReviewItem.field == field
+            )
+            if s.scalars(q).first() is None:
+                s.add(
+                    ReviewItem(
+                        dataset=dataset,
+                        content_key=content_key,
+                        field=field,
+                        kind=kind,
+                        candidates=candidates,
+                        model_value=model_value,
+                        score=score,
+                        status="pending",
+                        created_at=now(),
+                    )
+                )
+
+    def items(self, dataset: str | None = None, status: str | None = "pending") -> list[ReviewRecord]:
+        """Conflicts first, then the labels the model doubts most."""
+        q = select(ReviewItem).order_by(
+            case((ReviewItem.kind == "conflict", 0), else_=1), ReviewItem.score.desc(), ReviewItem.id
+        )
+        if dataset:
+            q = q.where(ReviewItem.dataset == dataset)
+        if status:
+            q = q.where(ReviewItem.status == status)
+        with self._session() as s:
+            return [_record(r) for r in s.scalars(q)]
+
+    def decide(self, item_id: int, action: str, actor: str, value: str | None = None) -> ReviewRecord:
+        """Accept (the candidate label), reject (keep it out), or relabel (with `value`).
+
+        Raises:
+            KeyError: no such item.
+            ValueError: an unknown action, a label that is not one, or accepting a conflict.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {sorted(ACTIONS)}")
+        with self._session.begin() as s:
+            item = s.get(ReviewItem, item_id, with_for_update=True)
+            if item is None:
+                raise KeyError(item_id)
+            if action == "relabel":
+                value = _check(item.field, value)
+            elif action == "accept":
+                values = {c["value"] for c in item.candidates}
+                if len(values) != 1:
+                    raise ValueError("a conflict has several labels: relabel it with the right one, or reject it")
+                value = values.pop()
+            else:
+                value = None
+            item.status, item.decided_value, item.decided_by, item.decided_at = ACTIONS[action], value, actor, now()
+            return _record(item)
+
+    def decisions(self) -> dict[tuple[str, str], ReviewRecord]:
+        """The latest decision per (image, field), across datasets: what the next version applies."""
+        out: dict[tuple[str, str], ReviewRecord] = {}
+        q = select(ReviewItem).where(ReviewItem.status != "pending").order_by(ReviewItem.decided_at, ReviewItem.id)
+        with self._session() as s:
+            for r in s.scalars(q):
+                out[(r.content_key, r.field)] = _record(r)
+        return out
+
+
+def _check(field: str, value: str | None) -> str:
+    if field == "type":
+        if value not in TYPES:
+            raise ValueError(f"type must be one of {TYPES}")
+        return value
+    color = normalise_color(value)
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {COLORS}")
+    return color
