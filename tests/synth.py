@@ -1,8 +1,11 @@
-"""Small synthetic vehicle images for fast tests: studio shots on white and "photos" on texture."""
+"""Small synthetic vehicle images for fast tests (studio shots on white, "photos" on texture), and
+model variants for registry tests."""
 
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -44,3 +47,16 @@ def jpeg(im: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=quality)
     return buf.getvalue()
+
+
+def variant(tmp_path: Path, name: str, threshold: float) -> Path:
+    """A second real model: the bundled heads with another placeholder threshold and version."""
+    from lotlens.vision.pipeline import ModelFolder, default_model_dir
+
+    folder = ModelFolder.read(default_model_dir())
+    folder.meta = json.loads(json.dumps(folder.meta))
+    folder.meta["decision"]["placeholder_threshold"] = threshold
+    folder.meta["version"] = name
+    out = tmp_path / name
+    folder.write(out)
+    return out

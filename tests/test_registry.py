@@ -24,18 +24,9 @@ from lotlens.train.registry import Champion, register
 from lotlens.vision import Pipeline
 from lotlens.vision.pipeline import ModelFolder, default_model_dir
 
+from synth import variant
+
 runner = CliRunner()
-
-
-def variant(tmp_path: Path, name: str, threshold: float) -> Path:
-    """A second real model: the bundled heads with another placeholder threshold and version."""
-    folder = ModelFolder.read(default_model_dir())
-    folder.meta = json.loads(json.dumps(folder.meta))
-    folder.meta["decision"]["placeholder_threshold"] = threshold
-    folder.meta["version"] = name
-    out = tmp_path / name
-    folder.write(out)
-    return out
 
 
 @pytest.fixture

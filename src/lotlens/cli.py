@@ -647,6 +647,37 @@ def dataset_review(
     out.print(table)
 
 
+@app.command()
+def reclassify(
+    advertiser: Annotated[str | None, typer.Option(help="this advertiser's images")] = None,
+    all_images: Annotated[bool, typer.Option("--all", help="every image in the store")] = False,
+) -> None:
+    """Recompute cached answers with the champion; fixed images are never touched; resumable."""
+    from lotlens.train.reclassify import reclassify as run_reclassify
+    from lotlens.train.registry import Champion
+
+    if bool(advertiser) == all_images:
+        err.print("[red]error:[/red] give --advertiser A or --all")
+        raise typer.Exit(2)
+    settings = Settings()
+    store = _open_store(settings)
+    try:
+        pipeline = Champion(settings, store)()
+    except LotlensError as exc:
+        _fail(exc)
+    with progress_bar() as bar:
+        task = bar.add_task("reclassify", total=None)
+        report = run_reclassify(
+            settings, store, pipeline, advertiser, on_step=lambda d, t: bar.update(task, completed=d, total=t)
+        )
+    out.print(
+        f"{report.model_version}: {report.reclassified} reclassified, {report.already_done} already done, "
+        f"{report.manual} manually fixed (left alone), {len(report.skipped)} skipped, of {report.images}"
+    )
+    for key, why in sorted(report.skipped.items()):
+        out.print(f"  skipped {key}: {why}")
+
+
 def main() -> None:
     """Entry point of the `lotlens` script."""
     app()

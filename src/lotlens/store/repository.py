@@ -251,6 +251,30 @@ class Store:
             q = select(Image.content_key, Image.phash).where(Image.content_key.in_(keys), Image.phash.is_not(None))
             return {k: int(h) for k, h in s.execute(q).all() if h is not None}
 
+    def all_images(self) -> list[str]:
+        """Every content key an advertiser shows, in key order."""
+        with self._session() as s:
+            return list(s.scalars(select(Sighting.content_key).distinct().order_by(Sighting.content_key)))
+
+    def fixed_keys(self, content_keys: Iterable[str]) -> set[str]:
+        """The keys among `content_keys` that have any manual fix."""
+        keys = list(set(content_keys))
+        if not keys:
+            return set()
+        with self._session() as s:
+            return set(s.scalars(select(Fix.content_key).where(Fix.content_key.in_(keys)).distinct()))
+
+    def predicted_by(self, content_keys: Iterable[str], model_version: str) -> set[str]:
+        """The keys among `content_keys` that already have a prediction by `model_version`."""
+        keys = list(set(content_keys))
+        if not keys:
+            return set()
+        with self._session() as s:
+            q = select(Prediction.content_key).where(
+                Prediction.content_key.in_(keys), Prediction.model_version == model_version
+            )
+            return set(s.scalars(q))
+
     def inventory(self, advertiser: str) -> list[str]:
         """The content keys an advertiser shows, newest sighting first."""
         with self._session() as s:
