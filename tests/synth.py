@@ -3,6 +3,7 @@ model variants for registry tests."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lotlens.train.generate import placeholders
+
+SET_COLORS = ("Red", "Blue", "Yellow", "Black")
 PAINT = {
     "Red": (200, 20, 25),
     "Blue": (25, 50, 190),
@@ -60,3 +64,27 @@ def variant(tmp_path: Path, name: str, threshold: float) -> Path:
     out = tmp_path / name
     folder.write(out)
     return out
+
+
+def make_set(root: Path, name: str, seed: int, per_class: int, splits: dict[str, str] | None = None) -> Path:
+    """Stock cars on white, Dealer cars in scenes, generated placeholders; groups like advertisers."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(per_class):
+        color = SET_COLORS[i % len(SET_COLORS)]
+        for type_, bg in (("Stock", "white"), ("Dealer", "scene")):
+            path = f"img/{name}-{type_}-{i}.jpg"
+            (root / path).write_bytes(jpeg(car(color, bg, seed * 1000 + i)))
+            rows.append([path, type_, color, f"adv{i % 3}", (splits or {}).get(f"adv{i % 3}", "")])
+    for i, (_, im) in enumerate(placeholders(per_class, seed=seed + 77)):
+        path = f"img/{name}-ph-{i}.png"
+        Image.fromarray(im).save(root / path)
+        rows.append([path, "Placeholder", "", f"adv{i % 3}", (splits or {}).get(f"adv{i % 3}", "")])
+    rows.append([f"img/{name}-broken.jpg", "Dealer", "Red", "adv0", ""])
+    (root / f"img/{name}-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    manifest = root / f"{name}.csv"
+    with manifest.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "type", "color", "group", "split"])
+        w.writerows(rows)
+    return manifest

@@ -2,56 +2,28 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from lotlens.cli import app
 from lotlens.labels import COLORS, TYPES
-from lotlens.train.generate import placeholders
 from lotlens.train.manifest import read_manifest
 from lotlens.vision.pipeline import ModelFolder, Pipeline
 
-from synth import car, jpeg
+from synth import car, make_set
 
 runner = CliRunner()
-SET_COLORS = ("Red", "Blue", "Yellow", "Black")
-
-
-def _make_set(root: Path, name: str, seed: int, per_class: int) -> Path:
-    """Stock cars on white, Dealer cars in scenes, generated placeholders; groups like advertisers."""
-    (root / "img").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(per_class):
-        color = SET_COLORS[i % len(SET_COLORS)]
-        for type_, bg in (("Stock", "white"), ("Dealer", "scene")):
-            path = f"img/{name}-{type_}-{i}.jpg"
-            (root / path).write_bytes(jpeg(car(color, bg, seed * 1000 + i)))
-            rows.append([path, type_, color, f"adv{i % 3}", "extra column"])
-    for i, (_, im) in enumerate(placeholders(per_class, seed=seed + 77)):
-        path = f"img/{name}-ph-{i}.png"
-        Image.fromarray(im).save(root / path)
-        rows.append([path, "Placeholder", "", f"adv{i % 3}", ""])
-    rows.append([f"img/{name}-broken.jpg", "Dealer", "Red", "adv0", ""])
-    (root / f"img/{name}-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    manifest = root / f"{name}.csv"
-    with manifest.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "type", "color", "group", "note"])
-        w.writerows(rows)
-    return manifest
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("set")
-    train_csv = _make_set(root, "train", seed=1, per_class=12)
-    test_csv = _make_set(root, "test", seed=2, per_class=6)
+    train_csv = make_set(root, "train", seed=1, per_class=12)
+    test_csv = make_set(root, "test", seed=2, per_class=6)
     model = root / "model"
     res = runner.invoke(
         app,

@@ -219,16 +219,26 @@ def _classify_service(
     return results
 
 
-@app.command()
+train_app = typer.Typer(help="Train a model, or sweep candidates on a dataset version.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.callback(invoke_without_command=True)
 def train(
-    manifest: Annotated[Path, typer.Option(help="CSV: path,type,color,group")],
-    out_dir: Annotated[Path, typer.Option("--out", help="model folder to write")],
+    ctx: typer.Context,
+    manifest: Annotated[Path | None, typer.Option(help="CSV: path,type,color,group")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="model folder to write")] = None,
     images_root: Annotated[Path | None, typer.Option(help="folder the manifest's paths are relative to")] = None,
     seed: Annotated[int, typer.Option(help="random seed (split, generators, fit)")] = 0,
     generated_placeholders: Annotated[int, typer.Option(help="generated placeholder graphics to add")] = 300,
     name: Annotated[str, typer.Option(help="model name, the prefix of its version")] = "lotlens",
 ) -> None:
     """Train type and color heads on a manifest and write a model folder."""
+    if ctx.invoked_subcommand:
+        return
+    if manifest is None or out_dir is None:
+        err.print("[red]error:[/red] lotlens train needs --manifest and --out (or a subcommand: sweep)")
+        raise typer.Exit(2)
     from lotlens.train.fit import TrainConfig
     from lotlens.train.fit import train as run_train
 
@@ -676,6 +686,41 @@ def reclassify(
     )
     for key, why in sorted(report.skipped.items()):
         out.print(f"  skipped {key}: {why}")
+
+
+@train_app.command("sweep")
+def train_sweep(
+    dataset: Annotated[str, typer.Option(help="the dataset version (lotlens dataset create)")],
+    configs: Annotated[Path, typer.Option(help="candidates and score weights (see configs/sweep.yaml)")],
+    test: Annotated[list[Path] | None, typer.Option(help="an ad-hoc test manifest (repeatable)")] = None,
+    workers: Annotated[int, typer.Option(help="candidates trained at once, each in its own process")] = 2,
+) -> None:
+    """Train 4 to 8 candidates in separate processes and compare them; writes a report."""
+    from lotlens.train.sweep import run
+
+    settings = Settings()
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("candidates", total=None)
+            result = run(settings, dataset, configs, test, workers, on_done=lambda _: bar.advance(task))
+    except LotlensError as exc:
+        _fail(exc)
+    table = Table(title=f"sweep {result.sweep} on {dataset} (best first)")
+    for col in ("candidate", "version", "score", "type acc", "placeholder", "color top-1", "worst advertiser"):
+        table.add_column(col, overflow="fold")
+    for r in result.rows:
+        table.add_row(
+            r["name"],
+            r["version"],
+            f"{r['score']:.3f}",
+            _pct(r["type_accuracy"]),
+            _pct(r["placeholder_recall"]),
+            _pct(r["color_accuracy"]),
+            f"{_pct(r['worst_group'])} {r['worst_group_name'] or ''}",
+        )
+    out.print(table)
+    out.print(f"report: {result.folder / 'report.html'}")
+    out.print(f"register the winner: lotlens models register {result.best['path']}")
 
 
 def main() -> None:
