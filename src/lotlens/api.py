@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -167,6 +168,33 @@ class Metrics:
         self.model = Gauge("lotlens_model_info", "the model serving answers", ["version"], registry=r)
 
 
+class WatchCollector:
+    """The watch figures of the last day per model version, computed when /metrics is read."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from lotlens.train.monitor import watch
+
+        answers = GaugeMetricFamily(
+            "lotlens_answers_last_day", "answers today, by model version", labels=["model_version"]
+        )
+        rate = GaugeMetricFamily(
+            "lotlens_fix_rate_per_1000_last_day", "fixes per 1,000 answers today", labels=["model_version"]
+        )
+        per_version: dict[str, list[int]] = {}
+        for f in watch(self.store, days=1).recent:
+            agg = per_version.setdefault(f.model_version, [0, 0])
+            agg[0] += f.answers
+            agg[1] += f.fixes
+        for version, (n, fixes) in sorted(per_version.items()):
+            answers.add_metric([version], n)
+            rate.add_metric([version], 1000.0 * fixes / n if n else 0.0)
+        yield answers
+        yield rate
+
+
 class AppState:
     def __init__(self, settings: Settings, store: Store, champion: Champion) -> None:
         self.settings = settings
@@ -175,6 +203,7 @@ class AppState:
         self.registry = Registry(store)
         self.service = Service(settings, store, champion)
         self.metrics = Metrics()
+        self.metrics.registry.register(WatchCollector(store))
         self._served: str | None = None
         self.note_model()
 

@@ -723,6 +723,48 @@ def train_sweep(
     out.print(f"register the winner: lotlens models register {result.best['path']}")
 
 
+@app.command()
+def monitor(
+    days: Annotated[int, typer.Option(help="days to look back")] = 14,
+    recent_days: Annotated[int, typer.Option(help="the recent span compared with the days before it")] = 1,
+    fix_rate_factor: Annotated[float, typer.Option(help="flag a fix rate this many times the baseline")] = 2.0,
+    min_fix_rate: Annotated[float, typer.Option(help="...and at least this many fixes per 1,000")] = 5.0,
+    mix_shift: Annotated[float, typer.Option(help="flag a type mix that moved by more than this share")] = 0.15,
+) -> None:
+    """Per model version and advertiser: answers, type mix, fixes per 1,000 answers; flags what moved."""
+    from lotlens.train.monitor import watch
+
+    w = watch(_open_store(Settings()), days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
+    table = Table(title=f"last {recent_days} day(s) vs the {days - recent_days} before")
+    for col in (
+        "advertiser",
+        "model",
+        "answers",
+        *(f"% {t}" for t in ("Dealer", "Stock", "Placeholder")),
+        "fixes",
+        "fixes/1000",
+        "baseline",
+    ):
+        table.add_column(col, overflow="fold")
+    for f in w.recent:
+        base = w.baseline.get((f.advertiser, f.model_version))
+        mix = f.mix()
+        table.add_row(
+            f.advertiser,
+            f.model_version,
+            str(f.answers),
+            *(f"{100 * mix[t]:.0f}" for t in mix),
+            str(f.fixes),
+            f"{f.fix_rate:.1f}",
+            f"{base.fix_rate:.1f}" if base and base.answers else "-",
+        )
+    out.print(table)
+    for flag in w.flags:
+        out.print(f"[yellow]flag:[/yellow] {flag}")
+    if not w.flags:
+        out.print("no advertiser moved past the thresholds")
+
+
 def main() -> None:
     """Entry point of the `lotlens` script."""
     app()

@@ -188,9 +188,14 @@ class Service:
             if hk:
                 self._learn(urls[i], hk, k, stats)
             self._fill(r, k, answers[k], items[i], "model" if k in fresh else "cache", near.get(k))
+        counts: dict[tuple[str, str, str], int] = {}
         for r in results:
             if r.status == "skipped":
                 stats.skipped[r.reason or "unknown"] = stats.skipped.get(r.reason or "unknown", 0) + 1
+            elif r.type and r.source:
+                key = (r.model_version or "manual", r.type, r.source)
+                counts[key] = counts.get(key, 0) + 1
+        self.store.count_answers(advertiser, counts)
         self.last_stats = stats
         return results
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES, normalise_color
-from lotlens.store.tables import Fix, HeaderKey, Host, Image, Prediction, Sighting
+from lotlens.store.tables import AnswerCount, Fix, HeaderKey, Host, Image, Prediction, Sighting
 
 FIELDS = ("type", "color")
 SCOPES = ("advertiser", "global")
@@ -76,6 +76,7 @@ class FixRecord:
     scope: str
     comment: str | None
     created_at: datetime
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def _fix_record(f: Fix) -> FixRecord:
         f.scope,
         f.comment,
         f.created_at,
+        f.model_version,
     )
 
 
@@ -386,10 +388,43 @@ class Store:
                 scope=scope,
                 comment=comment,
                 created_at=now(),
+                model_version=current.model_version,
             )
             s.add(row)
             s.flush()
             return _fix_record(row)
+
+    # -- watch figures ----------------------------------------------------------------------------
+
+    def count_answers(self, advertiser: str, counts: dict[tuple[str, str, str], int], day: date | None = None) -> None:
+        """Add a batch's answers, keyed (model version, type, source), to today's counts."""
+        if not counts:
+            return
+        day = day or now().date()
+        with self._session.begin() as s:
+            for (version, type_, source), n in sorted(counts.items()):
+                stmt = self._insert(AnswerCount).values(
+                    day=day, advertiser=advertiser, model_version=version, type=type_, source=source, n=n
+                )
+                s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["day", "advertiser", "model_version", "type", "source"],
+                        set_={"n": AnswerCount.n + stmt.excluded.n},
+                    )
+                )
+
+    def answer_counts(self, since: date) -> list[tuple[date, str, str, str, str, int]]:
+        """(day, advertiser, model version, type, source, n) since `since`."""
+        q = select(
+            AnswerCount.day,
+            AnswerCount.advertiser,
+            AnswerCount.model_version,
+            AnswerCount.type,
+            AnswerCount.source,
+            AnswerCount.n,
+        ).where(AnswerCount.day >= since)
+        with self._session() as s:
+            return [tuple(r) for r in s.execute(q).all()]  # type: ignore[misc]
 
     def fixes(
         self, advertiser: str | None = None, since: datetime | None = None, content_key: str | None = None
