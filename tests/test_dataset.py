@@ -165,3 +165,27 @@ def test_dataset_cli(world: tuple[Settings, Store, dict[str, str]], monkeypatch:
     assert res.exit_code == 0, res.output
     assert "rejected" in res.stdout
     assert runner.invoke(app, ["dataset", "review", "--reject", "9999"]).exit_code == 2
+
+
+def test_import_without_splits_uses_the_group_aware_split(tmp_path: Path) -> None:
+    from synth import make_set
+
+    settings = Settings(data_dir=tmp_path / "data", dataset_test_size=0.3)
+    report = import_csv(settings, make_set(tmp_path / "set", "s", seed=3, per_class=9))
+    rows = read_rows(settings, report.version)
+    sides = {r.split for r in rows}
+    assert sides == {"train", "test"}
+    assert 0.1 < sum(r.split == "test" for r in rows) / len(rows) < 0.5
+
+
+def test_sweep_score_ignores_what_was_not_measured() -> None:
+    from lotlens.train.sweep import DEFAULT_SCORE, summarise
+
+    evaluation = {
+        "type": {"accuracy": 1.0, "recall": {"Placeholder": 1.0}},
+        "color": {"accuracy": float("nan"), "top2": float("nan"), "recall": {}},
+        "groups": [{"group": "g", "type_accuracy": 0.5}],
+    }
+    row = summarise("x", evaluation, DEFAULT_SCORE)
+    assert row["score"] == 1.0 + 2.0 + 0.25
+    assert row["worst_group_name"] == "g"

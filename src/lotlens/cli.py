@@ -323,7 +323,7 @@ def evaluate(
 
 
 def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
+    return "-" if v is None or v != v else f"{100 * v:.1f}%"  # None or NaN: nothing measured
 
 
 def _print_evaluation(r: dict[str, Any]) -> None:
@@ -705,20 +705,23 @@ def train_sweep(
             result = run(settings, dataset, configs, test, workers, on_done=lambda _: bar.advance(task))
     except LotlensError as exc:
         _fail(exc)
-    table = Table(title=f"sweep {result.sweep} on {dataset} (best first)")
-    for col in ("candidate", "version", "score", "type acc", "placeholder", "color top-1", "worst advertiser"):
-        table.add_column(col, overflow="fold")
-    for r in result.rows:
-        table.add_row(
-            r["name"],
-            r["version"],
-            f"{r['score']:.3f}",
-            _pct(r["type_accuracy"]),
-            _pct(r["placeholder_recall"]),
-            _pct(r["color_accuracy"]),
-            f"{_pct(r['worst_group'])} {r['worst_group_name'] or ''}",
-        )
-    out.print(table)
+    sets = [("held-out advertisers (best first)", None), *((str(t), str(t)) for t in test or [])]
+    for title, key in sets:
+        table = Table(title=f"sweep {result.sweep} on {dataset}, scored on {title}")
+        for col in ("candidate", "version", "score", "type acc", "placeholder", "color top-1", "worst advertiser"):
+            table.add_column(col, overflow="fold")
+        for r in result.rows:
+            m = r if key is None else r["ad_hoc"][key]
+            table.add_row(
+                r["name"],
+                r["version"],
+                f"{m['score']:.3f}",
+                _pct(m["type_accuracy"]),
+                _pct(m["placeholder_recall"]),
+                _pct(m["color_accuracy"]),
+                f"{_pct(m['worst_group'])} {m['worst_group_name'] or ''}",
+            )
+        out.print(table)
     out.print(f"report: {result.folder / 'report.html'}")
     out.print(f"register the winner: lotlens models register {result.best['path']}")
 

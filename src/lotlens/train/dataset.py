@@ -33,6 +33,7 @@ from lotlens.store.images import ImageFolder
 from lotlens.store.repository import FixRecord
 from lotlens.store.review import ReviewQueue
 from lotlens.train.manifest import read_manifest
+from lotlens.train.split import group_split
 
 COLUMNS = ("path", "type", "color", "group", "split", "image_key")
 DOUBT = 0.02  # a fixed label the champion gives less than this probability is queued for a look
@@ -330,6 +331,9 @@ def import_csv(settings: Settings, manifest: Path, images_root: Path | None = No
     src = read_manifest(manifest)
     with manifest.open(newline="") as f:
         splits = [r.get("split") or "" for r in csv.DictReader(f)]
+    if not any(splits):  # no split given: the group-aware, label-stratified split `train` uses
+        test_idx = set(group_split(src, settings.dataset_test_size, seed=0)[1])
+        splits = ["test" if i in test_idx else "train" for i in range(len(src))]
     rows: dict[str, DatasetRow] = {}
     dropped: dict[str, str] = {}
     for r, split in zip(src, splits, strict=True):

@@ -126,7 +126,10 @@ def summarise(name: str, evaluation: dict[str, Any], score_weights: dict[str, fl
             **{f"color:{k}": v for k, v in c["recall"].items()},
         },
     }
-    row["score"] = sum(w * (row[k] if isinstance(row[k], float) else 0.0) for k, w in score_weights.items())
+    # A term with nothing to measure (no colored test row, say) adds nothing rather than NaN.
+    row["score"] = sum(
+        w * (row[k] if isinstance(row[k], float) and row[k] == row[k] else 0.0) for k, w in score_weights.items()
+    )
     return row
 
 
