@@ -129,14 +129,26 @@ def test_the_whole_loop(env: Settings, live: str, client: httpx.Client, server: 
     )
     res = runner.invoke(
         app,
-        ["train", "sweep", "--dataset", version, "--configs", str(configs), "--test", str(base)],
+        [
+            "train",
+            "sweep",
+            "--dataset",
+            version,
+            "--configs",
+            str(configs),
+            "--test",
+            str(base),
+            "--test-images-root",
+            str(base.parent),
+        ],
         env={"COLUMNS": "200"},
     )
     assert res.exit_code == 0, res.output
     comparison = json.loads(next((env.data_dir / "sweeps").glob("*/comparison.json")).read_text())
     assert len(comparison["rows"]) == 4
     assert [r["score"] for r in comparison["rows"]] == sorted((r["score"] for r in comparison["rows"]), reverse=True)
-    assert all(r["ad_hoc"] for r in comparison["rows"])
+    assert all(r["ad_hoc"][str(base)]["unreadable"] == 0 for r in comparison["rows"])
+    assert all(r["ad_hoc"][str(base)]["type_accuracy"] > 0 for r in comparison["rows"])
     assert (next((env.data_dir / "sweeps").glob("*/report.html"))).read_text().count("<tr") >= 5
     best = comparison["rows"][0]
     assert runner.invoke(app, ["models", "register", best["path"], "--dataset", version]).exit_code == 0

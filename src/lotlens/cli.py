@@ -693,6 +693,9 @@ def train_sweep(
     dataset: Annotated[str, typer.Option(help="the dataset version (lotlens dataset create)")],
     configs: Annotated[Path, typer.Option(help="candidates and score weights (see configs/sweep.yaml)")],
     test: Annotated[list[Path] | None, typer.Option(help="an ad-hoc test manifest (repeatable)")] = None,
+    test_images_root: Annotated[
+        Path | None, typer.Option(help="folder the ad-hoc manifests' paths are relative to (default: theirs)")
+    ] = None,
     workers: Annotated[int, typer.Option(help="candidates trained at once, each in its own process")] = 2,
 ) -> None:
     """Train 4 to 8 candidates in separate processes and compare them; writes a report."""
@@ -702,7 +705,9 @@ def train_sweep(
     try:
         with progress_bar() as bar:
             task = bar.add_task("candidates", total=None)
-            result = run(settings, dataset, configs, test, workers, on_done=lambda _: bar.advance(task))
+            result = run(
+                settings, dataset, configs, test, test_images_root, workers, on_done=lambda _: bar.advance(task)
+            )
     except LotlensError as exc:
         _fail(exc)
     sets = [("held-out advertisers (best first)", None), *((str(t), str(t)) for t in test or [])]
@@ -722,6 +727,9 @@ def train_sweep(
                 f"{_pct(m['worst_group'])} {m['worst_group_name'] or ''}",
             )
         out.print(table)
+        unreadable = max((r["ad_hoc"][key]["unreadable"] for r in result.rows), default=0) if key else 0
+        if unreadable:
+            out.print(f"[yellow]warning:[/yellow] {unreadable} image(s) of {key} unreadable: check --test-images-root")
     out.print(f"report: {result.folder / 'report.html'}")
     out.print(f"register the winner: lotlens models register {result.best['path']}")
 

@@ -84,7 +84,7 @@ def _lower_priority() -> None:
 
 
 def _train_and_evaluate(
-    name: str, overrides: dict[str, Any], train_csv: str, test_csvs: list[str], root: str, out: str
+    name: str, overrides: dict[str, Any], train_csv: str, test_csvs: list[tuple[str, str]], root: str, out: str
 ) -> dict[str, Any]:
     """In a worker process: train one candidate, evaluate it on each test manifest."""
     from lotlens.train.evaluate import evaluate
@@ -96,7 +96,7 @@ def _train_and_evaluate(
     return {
         "version": folder.version,
         "path": out,
-        "evaluations": {t: evaluate(pipeline, Path(t), Path(root)) for t in test_csvs},
+        "evaluations": {t: evaluate(pipeline, Path(t), Path(r)) for t, r in test_csvs},
     }
 
 
@@ -138,6 +138,7 @@ def run(
     dataset: str,
     configs: Path,
     extra_tests: list[Path] | None = None,
+    extra_root: Path | None = None,
     workers: int = 2,
     on_done: Callable[[str], None] | None = None,
 ) -> SweepResult:
@@ -150,7 +151,11 @@ def run(
     sweep_id = f"sw-{dataset.removeprefix('ds-')[:8]}-{digest}"
     out = settings.data_dir / "sweeps" / sweep_id
     out.mkdir(parents=True, exist_ok=True)
-    tests = [str(folder / "test.csv"), *(str(t) for t in extra_tests or [])]
+    # Dataset paths are under the data folder; an ad-hoc manifest's under `extra_root` or its own folder.
+    tests = [
+        (str(folder / "test.csv"), str(settings.data_dir)),
+        *((str(t), str(extra_root or t.parent)) for t in extra_tests or []),
+    ]
     results: dict[str, dict[str, Any]] = {}
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_lower_priority) as pool:
@@ -174,12 +179,16 @@ def run(
     rows = []
     for c in candidates:
         r = results[c.name]
-        row = summarise(c.name, r["evaluations"][tests[0]], weights)
+        row = summarise(c.name, r["evaluations"][tests[0][0]], weights)
         row |= {
             "version": r["version"],
             "path": r["path"],
             "overrides": c.overrides,
-            "ad_hoc": {t: summarise(c.name, e, weights) for t, e in r["evaluations"].items() if t != tests[0]},
+            "ad_hoc": {
+                t: summarise(c.name, e, weights) | {"unreadable": len(e["skipped"])}
+                for t, e in r["evaluations"].items()
+                if t != tests[0][0]
+            },
         }
         rows.append(row)
     rows.sort(key=lambda r: -r["score"])
