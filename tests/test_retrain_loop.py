@@ -147,7 +147,7 @@ def test_the_whole_loop(env: Settings, live: str, client: httpx.Client, server: 
     comparison = json.loads(next((env.data_dir / "sweeps").glob("*/comparison.json")).read_text())
     assert len(comparison["rows"]) == 4
     assert [r["score"] for r in comparison["rows"]] == sorted((r["score"] for r in comparison["rows"]), reverse=True)
-    assert all(r["ad_hoc"][str(base)]["unreadable"] == 0 for r in comparison["rows"])
+    assert all(r["ad_hoc"][str(base)]["unreadable"] == 1 for r in comparison["rows"])  # its planted broken file
     assert all(r["ad_hoc"][str(base)]["type_accuracy"] > 0 for r in comparison["rows"])
     assert (next((env.data_dir / "sweeps").glob("*/report.html"))).read_text().count("<tr") >= 5
     best = comparison["rows"][0]
