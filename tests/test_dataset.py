@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,9 @@ def test_create_filters_holds_conflicts_and_splits_by_advertiser(world: tuple[Se
     assert {c["value"] for c in conflict.candidates} == {"Stock", "Dealer"}
     folder = settings.data_dir / "datasets" / report.version
     assert {p.name for p in folder.iterdir()} == {"manifest.csv", "train.csv", "test.csv", "stats.json", "meta.json"}
+    stats = json.loads((folder / "stats.json").read_text())
+    assert sum(stats["vehicle"].values()) == len(rows)
+    assert set(stats) >= {"type", "color", "split", "advertiser", "vehicle", "warnings"}
     # The manifest is the format train and evaluate read.
     assert len(read_manifest(folder / "manifest.csv")) == len(rows)
 

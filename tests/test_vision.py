@@ -193,3 +193,12 @@ def test_model_without_matching_backbone_is_refused(tmp_path: Path) -> None:
     folder.write(tmp_path / "m")
     with pytest.raises(ModelError, match="no backbone"):
         Pipeline.load(tmp_path / "m")
+
+
+def test_answer_names_the_detected_vehicle_kind(pipeline: Pipeline, dev_data: Path) -> None:
+    image = decode((dev_data / "images/009339c8a1baa026.jpeg").read_bytes())
+    pred = _forced(pipeline, "Dealer").classify([image])[0]
+    assert pred.box_source == "detector"
+    assert pred.vehicle in {"car", "truck"}
+    assert pred.stored_scores()["vehicle"] == pred.vehicle
+    assert pred.as_dict()["vehicle"] == pred.vehicle

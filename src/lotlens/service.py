@@ -232,9 +232,7 @@ class Service:
                 self.store.put_image(k, ph, im.shape[1], im.shape[0], len(fetched[i].data))
                 if self.images is not None:
                     await asyncio.to_thread(self.images.put, k, fetched[i].data)
-                self.store.put_prediction(
-                    k, p.model_version, p.type, p.color, {"type": p.type_scores, "color": p.color_scores}, p.box
-                )
+                self.store.put_prediction(k, p.model_version, p.type, p.color, p.stored_scores(), p.box)
                 stats.classified += 1
                 original = self._near_fixed(ph, k, fixed)
                 src = self.store.answers([original], advertiser).get(original) if original else None

@@ -134,7 +134,7 @@ def _manifest_bytes(rows: list[DatasetRow]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _stats(rows: list[DatasetRow]) -> tuple[dict[str, Any], list[str]]:
+def _stats(rows: list[DatasetRow], vehicles: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     typed = [r for r in rows if r.type]
     colored = [r for r in rows if r.color]
     stats: dict[str, Any] = {
@@ -143,6 +143,8 @@ def _stats(rows: list[DatasetRow]) -> tuple[dict[str, Any], list[str]]:
         "color": dict(sorted(Counter(r.color for r in colored).items())),
         "split": dict(sorted(Counter(r.split for r in rows).items())),
         "advertiser": dict(sorted(Counter(r.group for r in rows).items())),
+        # From the detector, where it ran on the image ("unknown": studio shots, placeholders, imports).
+        "vehicle": dict(sorted(Counter(vehicles.get(r.image_key) or "unknown" for r in rows).items())),
         "split_by_type": {s: dict(Counter(r.type for r in typed if r.split == s)) for s in ("train", "test")},
     }
     warnings = []
@@ -160,13 +162,15 @@ def _stats(rows: list[DatasetRow]) -> tuple[dict[str, Any], list[str]]:
     return stats, warnings
 
 
-def _write(settings: Settings, rows: list[DatasetRow], meta: dict[str, Any]) -> tuple[str, bool, list[str]]:
+def _write(
+    settings: Settings, rows: list[DatasetRow], meta: dict[str, Any], vehicles: dict[str, str] | None = None
+) -> tuple[str, bool, list[str]]:
     """Write a version folder atomically; an existing version is left as it is."""
     rows = sorted(rows, key=lambda r: r.path)
     body = _manifest_bytes(rows)
     version = "ds-" + hashlib.sha256(body).hexdigest()[:12]
     target = datasets_dir(settings) / version
-    stats, warnings = _stats(rows)
+    stats, warnings = _stats(rows, vehicles or {})
     if target.exists():
         return version, True, warnings
     tmp = target.with_name(target.name + ".partial")
@@ -295,7 +299,9 @@ def create(
         "dropped": dropped,
         "source": "fixes",
     }
-    version, existed, warnings = _write(settings, rows, meta)
+    known = store.answers([r.image_key for r in rows], None)
+    vehicles = {k: str(a.scores["vehicle"]) for k, a in known.items() if a.scores.get("vehicle")}
+    version, existed, warnings = _write(settings, rows, meta, vehicles)
     queue = ReviewQueue(store)
     for (k, fld), candidates in sorted(conflicts.items()):
         queue.add(version, k, fld, "conflict", candidates, None, 1.0 + len(candidates))

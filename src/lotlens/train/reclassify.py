@@ -75,9 +75,7 @@ def reclassify(
                     except (FetchError, ImageDecodeError) as exc:
                         report.skipped[k] = exc.reason
                 for k, p in zip(chunk, await asyncio.to_thread(pipeline.classify, images), strict=True):
-                    store.put_prediction(
-                        k, p.model_version, p.type, p.color, {"type": p.type_scores, "color": p.color_scores}, p.box
-                    )
+                    store.put_prediction(k, p.model_version, p.type, p.color, p.stored_scores(), p.box)
                     report.reclassified += 1
         if on_step:
             on_step(len(todo), len(todo))

@@ -53,6 +53,7 @@ class Located:
     box: Box | None
     source: str  # "white_background" | "detector" | "none"
     n_vehicles: int = 0
+    label: str | None = None  # the detector's class of the biggest vehicle: car, truck, bus, ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class Prediction:
     box: Box | None
     box_source: str
     model_version: str
+    vehicle: str | None = None  # the detector's class of the cropped vehicle, when the detector ran
+
+    def stored_scores(self) -> dict[str, Any]:
+        """What the store keeps beside the labels: both score sets and the vehicle kind."""
+        return {"type": self.type_scores, "color": self.color_scores, "vehicle": self.vehicle}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +81,7 @@ class Prediction:
             "box": list(self.box) if self.box else None,
             "box_source": self.box_source,
             "model_version": self.model_version,
+            "vehicle": self.vehicle,
         }
 
 
@@ -104,7 +111,7 @@ class Featurizer:
         boxes = self.detector.detect(image)
         if not boxes:
             return Located(None, "none", 0)
-        return Located(expand_box(boxes[0].as_tuple(), CROP_MARGIN, w, h), "detector", len(boxes))
+        return Located(expand_box(boxes[0].as_tuple(), CROP_MARGIN, w, h), "detector", len(boxes), boxes[0].label)
 
     def color_features(self, crops: Sequence[RGBArray]) -> NDArray[np.float32]:
         emb = self.backbone.embed(crops, self.batch_size)
@@ -230,6 +237,7 @@ class Pipeline:
                         loc.box,
                         loc.source,
                         self.version,
+                        loc.label,
                     )
                 )
             else:
