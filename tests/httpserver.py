@@ -10,7 +10,8 @@ from synth import car, jpeg
 
 IMAGE = jpeg(car("Red", "white", 1))
 HITS: dict[str, int] = {}
-ETAGS: dict[str, str] = {}  # path -> the ETag /img/ serves it with, for tests that change headers in place
+ETAGS: dict[str, str] = {}  # path -> the ETag /img/ serves it with (tests that change headers in place)
+NAMES: dict[str, str] = {}  # path -> the IMAGES entry /img/ serves there (tests that change bytes in place)
 
 
 def _reencoded(data: bytes) -> bytes:
@@ -56,7 +57,7 @@ class Handler(BaseHTTPRequestHandler):
             # /img/<any>?name=<IMAGES key>[&etag=<strong or W/ weak>][&lm=1][&salt=<s>]: chosen bytes and headers
             etag = ETAGS.get(path) or (query["etag"][0] if "etag" in query else None)
             extra = {"ETag": etag} if etag else {}
-            body = IMAGES[query.get("name", ["car"])[0]]
+            body = IMAGES[NAMES.get(path) or query.get("name", ["car"])[0]]
             if "salt" in query:  # new bytes, same picture: decoders ignore what follows the JPEG's end
                 body += query["salt"][0].encode()
             self._send(200, body, "image/jpeg", head, extra, "lm" in query)

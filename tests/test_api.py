@@ -29,7 +29,12 @@ def auth(who: str) -> dict[str, str]:
 @pytest.fixture
 def client(tmp_path: Path, pipeline: Pipeline) -> Iterator[TestClient]:
     settings = Settings(
-        data_dir=tmp_path, allow_private_addresses=True, api_keys=list(KEYS.values()), max_batch=5, fetch_retries=0
+        data_dir=tmp_path,
+        allow_private_addresses=True,
+        api_keys=list(KEYS.values()),
+        max_batch=5,
+        fetch_retries=0,
+        verify_fraction=0.0,
     )
     store = Store.from_url(settings.resolved_database_url())
     with TestClient(create_app(settings, store, pipeline)) as c:

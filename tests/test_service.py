@@ -17,13 +17,18 @@ from lotlens.service import Item, Result, Service
 from lotlens.store import Store
 from lotlens.vision import Pipeline
 
-from httpserver import ETAGS, HITS
+from httpserver import ETAGS, HITS, NAMES
 
 
 @pytest.fixture
 def service(tmp_path: Path, pipeline: Pipeline) -> Service:
     settings = Settings(
-        data_dir=tmp_path, allow_private_addresses=True, fetch_backoff=0.01, fetch_retries=1, fetch_total_timeout=5
+        data_dir=tmp_path,
+        allow_private_addresses=True,
+        fetch_backoff=0.01,
+        fetch_retries=1,
+        fetch_total_timeout=5,
+        verify_fraction=0.0,  # tests that count GETs: no random verification
     )
     return Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
 
@@ -200,3 +205,27 @@ def test_fix_is_never_overwritten_by_a_classify_that_finishes_after_it(service: 
     final = {r.image_key: r for r in classify(service, "adv", *urls)}
     for k, t in last.items():
         assert (final[k].type, final[k].source) == (t, "manual")
+
+
+def test_a_cdn_that_keeps_its_etag_over_new_bytes_is_caught_by_verification(service: Service, server: str) -> None:
+    url = f"{server}/img/liar.jpg"
+    ETAGS["/img/liar.jpg"], NAMES["/img/liar.jpg"] = '"forever"', "blue"
+    [first] = classify(service, "adv", url)
+    [honest] = classify(service, "adv", url)
+    assert (honest.image_key, service.last_stats.gets) == (first.image_key, 0)
+    service.settings.verify_fraction = 1.0
+    classify(service, "adv", url)
+    assert (service.last_stats.verified, service.last_stats.header_key_mismatches) == (1, 0)
+    NAMES["/img/liar.jpg"] = "yellow"  # new bytes, same URL, same strong ETag
+    service.settings.verify_fraction = 0.0
+    [stale] = classify(service, "adv", url)
+    assert stale.image_key == first.image_key  # unverified, the lie goes unnoticed
+    service.settings.verify_fraction = 1.0
+    [caught] = classify(service, "adv", url)
+    assert service.last_stats.header_key_mismatches == 1
+    assert caught.image_key != first.image_key
+    assert caught.source == "model"
+    assert not service.store.host_trusted("127.0.0.1")
+    service.settings.verify_fraction = 0.0
+    [after] = classify(service, "adv", url)  # content keys only from now on: a GET every time
+    assert (after.image_key, service.last_stats.gets, service.last_stats.heads) == (caught.image_key, 1, 0)

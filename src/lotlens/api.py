@@ -165,6 +165,9 @@ class Metrics:
         self.untrusted = Counter(
             "lotlens_hosts_untrusted_total", "hosts whose headers stopped being trusted", registry=r
         )
+        self.verifications = Counter(
+            "lotlens_header_key_checks_total", "header-key hits fetched anyway, by outcome", ["outcome"], registry=r
+        )
         self.model = Gauge("lotlens_model_info", "the model serving answers", ["version"], registry=r)
 
 
@@ -312,6 +315,8 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         m.fetch.observe(s.fetch_seconds)
         m.inference.observe(s.inference_seconds)
         m.untrusted.inc(len(s.hosts_distrusted))
+        m.verifications.labels("same_bytes").inc(s.verified)
+        m.verifications.labels("new_bytes").inc(s.header_key_mismatches)
         return ClassifyOut(results=[ResultOut(**asdict(r)) for r in results])
 
     @app.post("/v1/fixes", status_code=201, response_model=ImageOut, tags=["fixes"])

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     keep_images: bool = Field(default=True, description="keep classified images' bytes for datasets")
     dataset_min_side: int = Field(default=64, ge=1, description="datasets drop images smaller than this")
     dataset_test_size: float = Field(default=0.3, gt=0, lt=1, description="share of advertisers held out")
+    verify_fraction: float = Field(
+        default=0.02, ge=0, le=1, description="share of header-key hits fetched anyway to check the CDN"
+    )
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
 
