@@ -302,8 +302,8 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         if len(body.images) > st.settings.max_batch:
             raise HTTPException(413, f"{len(body.images)} images; at most {st.settings.max_batch} per request")
         items = [Item(i.url, i.vehicle_id, i.color) for i in body.images]
-        results = await st.service.classify(body.advertiser, items)
-        s, m = st.service.last_stats, st.metrics
+        results, s = await st.service.classify_with_stats(body.advertiser, items)
+        m = st.metrics
         m.cache_hits.labels("header").inc(s.header_hits)
         m.cache_hits.labels("content").inc(s.content_hits)
         m.cache_hits.labels("near_duplicate").inc(s.near_duplicates)

@@ -102,7 +102,12 @@ class Service:
         self._rng = random.Random()
 
     async def classify(self, advertiser: str, items: Sequence[Item]) -> list[Result]:
-        """Answer every item, in order."""
+        """Answer every item, in order (the batch's figures land in `last_stats`)."""
+        results, self.last_stats = await self.classify_with_stats(advertiser, items)
+        return results
+
+    async def classify_with_stats(self, advertiser: str, items: Sequence[Item]) -> tuple[list[Result], BatchStats]:
+        """Answer every item, in order, with this batch's own figures (safe for concurrent batches)."""
         stats = BatchStats()
         pipeline = self._pipeline()  # the batch finishes on the model it started with
         results = [Result(it.url) for it in items]
@@ -211,8 +216,7 @@ class Service:
                 key = (r.model_version or "manual", r.type, r.source)
                 counts[key] = counts.get(key, 0) + 1
         self.store.count_answers(advertiser, counts)
-        self.last_stats = stats
-        return results
+        return results, stats
 
     async def _classify_new(
         self,
