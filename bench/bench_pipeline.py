@@ -44,6 +44,15 @@ def load_inputs(folder: Path | None, n: int) -> tuple[list[bytes], str]:
     return out, "synthetic"
 
 
+def report(r: dict[str, object], out: Path) -> None:
+    """Write the figures as JSON to `out` and print them as an aligned table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=2) + "\n")
+    width = max(len(k) for k in r)
+    for k, v in r.items():
+        print(f"{k:<{width}}  {v:.2f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+
+
 def per_image_ms(fn, items) -> float:  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     for it in items:
@@ -94,11 +103,7 @@ def main() -> int:
     r["speedup_vs_naive"] = naive_s / pipeline_s
     r["median_side_full"] = statistics.median(min(im.shape[:2]) for im in full)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(r, indent=2) + "\n")
-    width = max(len(k) for k in r)
-    for k, v in r.items():
-        print(f"{k:<{width}}  {v:.2f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    report(r, args.out)
     return 0
 
 

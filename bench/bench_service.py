@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import sys
 import tempfile
 import threading
@@ -24,7 +23,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_pipeline import load_inputs  # noqa: E402
+from bench_pipeline import load_inputs, report  # noqa: E402
 
 
 def start_cdn(images: list[bytes]) -> tuple[str, ThreadingHTTPServer]:
@@ -99,11 +98,7 @@ def main() -> int:
         r[f"{k}_images_per_s"] = n / float(r[f"{k}_s"])  # type: ignore[arg-type]
     r["cold_vs_naive"] = float(r["naive_s"]) / float(r["cold_s"])  # type: ignore[arg-type]
     r["warm_vs_naive"] = float(r["naive_s"]) / float(r["warm_s"])  # type: ignore[arg-type]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(r, indent=2) + "\n")
-    width = max(len(k) for k in r)
-    for k, v in r.items():
-        print(f"{k:<{width}}  {v:.2f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    report(r, args.out)
     return 0
 
 
