@@ -37,9 +37,14 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
         yield bar
 
 
+def _die(message: str) -> typer.Exit:
+    """Print `message` as an error; the caller raises what this returns (exit status 2)."""
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(2)
+
+
 def _fail(exc: LotlensError) -> None:
-    err.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2)
+    raise _die(str(exc))
 
 
 def _is_url(source: str) -> bool:
@@ -115,11 +120,9 @@ def classify(
         try:
             todo += [line.strip() for line in from_file.read_text().splitlines() if line.strip()]
         except OSError as exc:
-            err.print(f"[red]error:[/red] cannot read {from_file}: {exc.strerror}")
-            raise typer.Exit(2) from exc
+            raise _die(f"cannot read {from_file}: {exc.strerror}") from exc
     if not todo:
-        err.print("[red]error:[/red] nothing to classify: give paths or URLs, or --from-file")
-        raise typer.Exit(2)
+        raise _die("nothing to classify: give paths or URLs, or --from-file")
     settings = Settings()
     store = _open_store(settings) if advertiser else None
     try:
@@ -192,8 +195,7 @@ def _open_store(settings: Settings) -> Any:
     try:
         return Store.from_url(settings.resolved_database_url())
     except Exception as exc:  # noqa: BLE001 -- any database failure ends the run with its message
-        err.print(f"[red]error:[/red] database: {exc}")
-        raise typer.Exit(2) from exc
+        raise _die(f"database: {exc}") from exc
 
 
 def _classify_service(
@@ -237,8 +239,7 @@ def train(
     if ctx.invoked_subcommand:
         return
     if manifest is None or out_dir is None:
-        err.print("[red]error:[/red] lotlens train needs --manifest and --out (or a subcommand: sweep)")
-        raise typer.Exit(2)
+        raise _die("lotlens train needs --manifest and --out (or a subcommand: sweep)")
     from lotlens.train.fit import TrainConfig
     from lotlens.train.fit import train as run_train
 
@@ -415,8 +416,7 @@ def serve(
             except ValueError:
                 loopback = False
         if not loopback:
-            err.print(f"[red]error:[/red] no LOTLENS_API_KEYS configured: refusing to bind {bind}; use 127.0.0.1")
-            raise typer.Exit(2)
+            raise _die(f"no LOTLENS_API_KEYS configured: refusing to bind {bind}; use 127.0.0.1")
     uvicorn.run(create_app(settings), host=bind, port=port or settings.port, log_level="info")
 
 
@@ -434,8 +434,7 @@ def fix(
     from lotlens.store import Store
 
     if type_ is None and color is None:
-        err.print("[red]error:[/red] give --type and/or --color")
-        raise typer.Exit(2)
+        raise _die("give --type and/or --color")
     store = Store.from_url(Settings().resolved_database_url())
     try:
         for field_name, value in (("type", type_), ("color", color)):
@@ -452,11 +451,9 @@ def fix(
                 )
                 out.print(f"{rec.field}: {rec.old_value} -> {rec.new_value} ({rec.scope}, by {rec.actor})")
     except KeyError as exc:
-        err.print(f"[red]error:[/red] unknown image {image_key}")
-        raise typer.Exit(2) from exc
+        raise _die(f"unknown image {image_key}") from exc
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _die(str(exc)) from exc
     finally:
         store.engine.dispose()
 
@@ -520,8 +517,7 @@ def models_show(version: Annotated[str, typer.Argument(help="a registered versio
     reg = _registry()
     rec = reg.get(version)
     if rec is None:
-        err.print(f"[red]error:[/red] unknown model {version}")
-        raise typer.Exit(2)
+        raise _die(f"unknown model {version}")
     history = [asdict(p) for p in reg.history() if version in (p.to_version, p.from_version)]
     sys.stdout.write(json.dumps({"model": asdict(rec), "promotions": history}, indent=2, default=str) + "\n")
 
@@ -537,11 +533,9 @@ def models_promote(
     try:
         rec = _registry().promote(version, actor=actor, reason=reason, alias=alias)
     except KeyError as exc:
-        err.print(f"[red]error:[/red] unknown model {version}; register it first")
-        raise typer.Exit(2) from exc
+        raise _die(f"unknown model {version}; register it first") from exc
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _die(str(exc)) from exc
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version}")
 
 
@@ -555,8 +549,7 @@ def models_rollback(
     try:
         rec = _registry().rollback(actor=actor, reason=reason, alias=alias)
     except LookupError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _die(str(exc)) from exc
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version} (rollback)")
 
 
@@ -636,11 +629,9 @@ def dataset_review(
         try:
             rec = queue.decide(item_id, action, actor, value)
         except KeyError as exc:
-            err.print(f"[red]error:[/red] no review item {item_id}")
-            raise typer.Exit(2) from exc
+            raise _die(f"no review item {item_id}") from exc
         except ValueError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+            raise _die(str(exc)) from exc
         out.print(f"#{rec.id} {rec.field} of {rec.content_key[:14]}...: {rec.status} {rec.decided_value or ''}")
         return
     table = Table(title="review queue")
@@ -667,8 +658,7 @@ def reclassify(
     from lotlens.train.registry import Champion
 
     if bool(advertiser) == all_images:
-        err.print("[red]error:[/red] give --advertiser A or --all")
-        raise typer.Exit(2)
+        raise _die("give --advertiser A or --all")
     settings = Settings()
     store = _open_store(settings)
     try:
