@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from lotlens.cli import app
 from lotlens.labels import COLORS, TYPES
@@ -19,28 +19,19 @@ from synth import car, make_set
 runner = CliRunner()
 
 
+def train_tiny(manifest: Path, out: Path) -> Result:
+    """`lotlens train` with the settings every test here uses: few generated images, seed 3."""
+    args = ["--generated-placeholders", "12", "--seed", "3", "--name", "tiny"]
+    return runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(out), *args])
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("set")
     train_csv = make_set(root, "train", seed=1, per_class=12)
     test_csv = make_set(root, "test", seed=2, per_class=6)
     model = root / "model"
-    res = runner.invoke(
-        app,
-        [
-            "train",
-            "--manifest",
-            str(train_csv),
-            "--out",
-            str(model),
-            "--generated-placeholders",
-            "12",
-            "--seed",
-            "3",
-            "--name",
-            "tiny",
-        ],
-    )
+    res = train_tiny(train_csv, model)
     assert res.exit_code == 0, res.output
     return model, test_csv, root
 
@@ -63,22 +54,7 @@ def test_train_writes_a_complete_model_folder(trained: tuple[Path, Path, Path]) 
 
 def test_training_is_deterministic(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
     model, _, root = trained
-    res = runner.invoke(
-        app,
-        [
-            "train",
-            "--manifest",
-            str(root / "train.csv"),
-            "--out",
-            str(tmp_path / "again"),
-            "--generated-placeholders",
-            "12",
-            "--seed",
-            "3",
-            "--name",
-            "tiny",
-        ],
-    )
+    res = train_tiny(root / "train.csv", tmp_path / "again")
     assert res.exit_code == 0, res.output
     assert ModelFolder.read(tmp_path / "again").version == ModelFolder.read(model).version
 
