@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from lotlens import __version__
-from lotlens.config import Settings
+from lotlens.config import ApiKey, Settings
 from lotlens.service import Item, Service
 from lotlens.store import Store
 from lotlens.store.registry import Registry
@@ -235,20 +235,87 @@ def state(request: Request) -> AppState:
     return st
 
 
-def principal(request: Request, st: Annotated[AppState, Depends(state)]) -> Principal:
-    """The caller, from `Authorization: Bearer <key>`; keys are compared in constant time."""
-    keys = st.settings.api_keys
-    if not keys:
-        return Principal("local", "admin")
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def find_key(settings: Settings, token: str) -> ApiKey | None:
+    """The configured key equal to `token`, compared in constant time (no early exit: the time taken
+    does not say which key matched)."""
     found = None
-    for k in keys:  # no early exit: the time taken does not say which key matched
-        if hmac.compare_digest(token.strip().encode(), k.key.encode()) and scheme.lower() == "bearer":
+    for k in settings.api_keys:
+        if hmac.compare_digest(token.strip().encode(), k.key.encode()):
             found = k
-    if found is None:
+    return found
+
+
+def principal(request: Request, st: Annotated[AppState, Depends(state)]) -> Principal:
+    """The caller, from `Authorization: Bearer <key>`."""
+    if not st.settings.api_keys:
+        return Principal("local", "admin")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    found = find_key(st.settings, token)
+    if found is None or scheme.lower() != "bearer":
         raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
     return Principal(found.name, found.role)
+
+
+# -- the role rules, shared by the API and the review pages ---------------------------------------
+
+
+def require_staff(who: Principal) -> None:
+    if who.role not in STAFF_ROLES:
+        raise HTTPException(403, "staff and admin only")
+
+
+def require_admin(who: Principal, what: str) -> None:
+    if who.role != "admin":
+        raise HTTPException(403, f"only admin {what}")
+
+
+def check_advertiser(who: Principal, advertiser: str | None) -> str | None:
+    """The advertiser whose view `who` reads: its own for an advertiser key, any for staff."""
+    advertiser = advertiser or who.advertiser
+    if who.role not in STAFF_ROLES and not who.may_see(advertiser):
+        raise HTTPException(403, "advertiser keys read only their own images and history")
+    return advertiser
+
+
+def check_image(st: AppState, who: Principal, image_key: str, advertiser: str | None) -> str | None:
+    """`check_advertiser`, and an advertiser key sees only images in its own inventory."""
+    advertiser = check_advertiser(who, advertiser)
+    if who.advertiser is not None and not st.store.seen_by(who.advertiser, image_key):
+        raise HTTPException(403, "advertiser keys read only their own images")
+    return advertiser
+
+
+def apply_fix(st: AppState, who: Principal, body: FixIn) -> ImageOut:
+    """Record a fix as `who` may make it (blocking: call it in a thread from async code)."""
+    fields = [f for f in ("type", "color") if f in body.model_fields_set]
+    if not fields:
+        raise HTTPException(422, "a fix needs a type or a color")
+    advertiser = body.advertiser or who.advertiser
+    if body.scope == "global" and who.role not in STAFF_ROLES:
+        raise HTTPException(403, "only staff and admin make global fixes")
+    if body.scope == "advertiser" and not advertiser:
+        raise HTTPException(422, "an advertiser fix needs an advertiser")
+    if who.role not in STAFF_ROLES and (who.advertiser is None or who.advertiser != advertiser):
+        raise HTTPException(403, f"key {who.name!r} may not fix images of advertiser {advertiser!r}")
+    if who.advertiser and not st.store.seen_by(who.advertiser, body.image_key):
+        raise HTTPException(403, "this image is not in your inventory")
+    for f in fields:
+        try:
+            st.store.add_fix(
+                body.image_key,
+                f,
+                getattr(body, f),
+                actor=who.name,
+                role=who.role,
+                scope=body.scope,
+                advertiser=advertiser,
+                comment=body.comment,
+            )
+        except KeyError as exc:
+            raise HTTPException(404, f"unknown image {body.image_key!r}") from exc
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+    return image_out(st, body.image_key, advertiser)
 
 
 State = Annotated[AppState, Depends(state)]
@@ -322,36 +389,7 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     @app.post("/v1/fixes", status_code=201, response_model=ImageOut, tags=["fixes"])
     async def add_fix(body: FixIn, st: State, who: Caller) -> ImageOut:
         """Record a manual fix of type and/or color; returns the image's new answer and history."""
-        fields = [f for f in ("type", "color") if f in body.model_fields_set]
-        if not fields:
-            raise HTTPException(422, "a fix needs a type or a color")
-        advertiser = body.advertiser or who.advertiser
-        if body.scope == "global" and who.role not in STAFF_ROLES:
-            raise HTTPException(403, "only staff and admin make global fixes")
-        if body.scope == "advertiser" and not advertiser:
-            raise HTTPException(422, "an advertiser fix needs an advertiser")
-        if who.role not in STAFF_ROLES and (who.advertiser is None or who.advertiser != advertiser):
-            raise HTTPException(403, f"key {who.name!r} may not fix images of advertiser {advertiser!r}")
-        if who.advertiser and not st.store.seen_by(who.advertiser, body.image_key):
-            raise HTTPException(403, "this image is not in your inventory")
-        for f in fields:
-            try:
-                await asyncio.to_thread(
-                    st.store.add_fix,
-                    body.image_key,
-                    f,
-                    getattr(body, f),
-                    actor=who.name,
-                    role=who.role,
-                    scope=body.scope,
-                    advertiser=advertiser,
-                    comment=body.comment,
-                )
-            except KeyError as exc:
-                raise HTTPException(404, f"unknown image {body.image_key!r}") from exc
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from exc
-        return _image(st, body.image_key, advertiser)
+        return await asyncio.to_thread(apply_fix, st, who, body)
 
     @app.get("/v1/fixes", response_model=list[FixOut], tags=["fixes"])
     async def list_fixes(
@@ -361,26 +399,18 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         since: Annotated[datetime | None, Query(description="ISO 8601")] = None,
     ) -> list[FixOut]:
         """The fix history, oldest first: the input of the next retraining."""
-        advertiser = advertiser or who.advertiser
-        if who.role not in STAFF_ROLES and not who.may_see(advertiser):
-            raise HTTPException(403, "advertiser keys read only their own history")
+        advertiser = check_advertiser(who, advertiser)
         return [_fix_out(f) for f in st.store.fixes(advertiser=advertiser, since=since)]
 
     @app.get("/v1/images/{image_key}", response_model=ImageOut, tags=["images"])
     async def image(image_key: str, st: State, who: Caller, advertiser: str | None = None) -> ImageOut:
         """An image's answer as `advertiser` sees it, with its fix history."""
-        advertiser = advertiser or who.advertiser
-        if who.role not in STAFF_ROLES and (
-            not who.may_see(advertiser) or not st.store.seen_by(who.advertiser or "", image_key)
-        ):
-            raise HTTPException(403, "advertiser keys read only their own images")
-        return _image(st, image_key, advertiser)
+        return image_out(st, image_key, check_image(st, who, image_key, advertiser))
 
     @app.get("/v1/models", tags=["models"])
     async def models(st: State, who: Caller) -> dict[str, Any]:
         """Registered models, the aliases, the promotion log and the version serving now."""
-        if who.role not in STAFF_ROLES:
-            raise HTTPException(403, "staff and admin only")
+        require_staff(who)
         return {
             "serving": st.champion().version,
             "aliases": st.registry.aliases(),
@@ -391,8 +421,7 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     @app.post("/v1/models/{version}/promote", status_code=201, tags=["models"])
     async def promote(version: str, body: PromoteIn, st: State, who: Caller) -> dict[str, Any]:
         """Make `version` the champion (or challenger); running servers follow within the poll interval."""
-        if who.role != "admin":
-            raise HTTPException(403, "only admin promotes models")
+        require_admin(who, "promotes models")
         try:
             rec = st.registry.promote(version, actor=who.name, reason=body.reason, alias=body.alias)
         except KeyError as exc:
@@ -404,8 +433,7 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     @app.post("/v1/models/rollback", status_code=201, tags=["models"])
     async def rollback(body: PromoteIn, st: State, who: Caller) -> dict[str, Any]:
         """Point the alias back at the model it had before its latest change."""
-        if who.role != "admin":
-            raise HTTPException(403, "only admin rolls back models")
+        require_admin(who, "rolls back models")
         try:
             return asdict(st.registry.rollback(actor=who.name, reason=body.reason, alias=body.alias))
         except LookupError as exc:
@@ -416,15 +444,13 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         st: State, who: Caller, dataset: str | None = None, status: str | None = "pending"
     ) -> list[dict[str, Any]]:
         """Dataset candidates to judge: conflicts first, then the labels the model doubts most."""
-        if who.role not in STAFF_ROLES:
-            raise HTTPException(403, "staff and admin only")
+        require_staff(who)
         return [asdict(r) for r in ReviewQueue(st.store).items(dataset, status)]
 
     @app.post("/v1/review/{item_id}", tags=["review"])
     async def review_decide(item_id: int, body: DecisionIn, st: State, who: Caller) -> dict[str, Any]:
         """Accept, reject or relabel a candidate; the next dataset version applies the decision."""
-        if who.role not in STAFF_ROLES:
-            raise HTTPException(403, "staff and admin only")
+        require_staff(who)
         try:
             return asdict(ReviewQueue(st.store).decide(item_id, body.action, who.name, body.value))
         except KeyError as exc:
@@ -455,7 +481,7 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     return app
 
 
-def _image(st: AppState, image_key: str, advertiser: str | None) -> ImageOut:
+def image_out(st: AppState, image_key: str, advertiser: str | None) -> ImageOut:
     ans = st.store.answers([image_key], advertiser).get(image_key)
     if ans is None:
         raise HTTPException(404, f"unknown image {image_key!r}")

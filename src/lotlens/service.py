@@ -201,13 +201,21 @@ class Service:
         answers |= self.store.answers(fresh, advertiser)
         # 7. Record the inventory, learn about hosts from header keys, and answer.
         answered = [i for i, k in ckeys.items() if results[i].status == "ok" and k in answers]
-        self.store.see_many(advertiser, [(urls[i], ckeys[i], items[i].vehicle_id) for i in answered])
         for i in answered:
             r, k = results[i], ckeys[i]
             hk = header_key(fetched[i].url, fetched[i].headers) if i in fetched and mode != "content" else None
             if hk:
                 self._learn(urls[i], hk, k, stats)
             self._fill(r, k, answers[k], items[i], "model" if k in fresh else "cache", near.get(k))
+        self.store.see_many(advertiser, [(urls[i], ckeys[i], items[i].vehicle_id, results[i].source) for i in answered])
+        self.store.skip_many(
+            advertiser,
+            [
+                (urls.get(i, it.url), results[i].reason or "unknown", it.vehicle_id)
+                for i, it in enumerate(items)
+                if results[i].status == "skipped"
+            ],
+        )
         counts: dict[tuple[str, str, str], int] = {}
         for r in results:
             if r.status == "skipped":

@@ -252,3 +252,83 @@ def test_store_survives_its_connections_being_killed(store: Store) -> None:
     assert [f.new_value for f in store.fixes()] == ["Stock", "Dealer"]
     store.engine.dispose()
     gc.collect()  # the killed connections' objects go now, inside this test, not in a later one
+
+
+def test_listing_shows_sources_and_skips_and_forgets_a_skip_once_answered(store: Store) -> None:
+    _predict(store, K1)
+    _predict(store, K2)
+    store.see_many("a", [("https://cdn.x/1.jpg", K1, "v1", "model"), ("https://cdn.x/2.jpg", K2, None, "cache")])
+    store.skip_many("a", [("https://cdn.x/3.jpg", "http_404", "v3"), ("https://cdn.x/2.jpg", "timeout", None)])
+    store.skip_many("b", [("https://cdn.x/9.jpg", "dns", None)])
+    rows = {r.url: r for r in store.listing("a")}
+    assert set(rows) == {"https://cdn.x/1.jpg", "https://cdn.x/2.jpg", "https://cdn.x/3.jpg"}
+    assert (rows["https://cdn.x/1.jpg"].source, rows["https://cdn.x/1.jpg"].skipped) == ("model", None)
+    # a URL answered before and skipped now keeps its image and says why the latest scrape failed
+    assert (rows["https://cdn.x/2.jpg"].content_key, rows["https://cdn.x/2.jpg"].skipped) == (K2, "timeout")
+    assert (rows["https://cdn.x/3.jpg"].content_key, rows["https://cdn.x/3.jpg"].skipped) == (None, "http_404")
+    assert rows["https://cdn.x/3.jpg"].vehicle_id == "v3"
+    store.skip_many("a", [("https://cdn.x/3.jpg", "http_410", None)])  # skipped again: one row, latest reason
+    assert [r.skipped for r in store.listing("a") if r.url.endswith("3.jpg")] == ["http_410"]
+    store.see_many("a", [("https://cdn.x/3.jpg", K1, None, "cache"), ("https://cdn.x/2.jpg", K2, None, "manual")])
+    rows = {r.url: r for r in store.listing("a")}
+    assert all(r.skipped is None for r in rows.values())
+    assert (rows["https://cdn.x/3.jpg"].vehicle_id, rows["https://cdn.x/2.jpg"].source) == ("v3", "manual")
+    assert [r.url for r in store.listing("b")] == ["https://cdn.x/9.jpg"]
+    summary = {adv: (n, skipped) for adv, n, skipped, _last in store.advertisers()}
+    assert summary == {"a": (3, 0), "b": (0, 1)}
+
+
+def test_image_details_for_the_image_page(store: Store) -> None:
+    _predict(store, K1, "m1", "Dealer", "Red")
+    _predict(store, K1, "m2", "Stock", "Blue")
+    store.see("a", "https://cdn.x/1.jpg", K1)
+    store.see("b", "https://cdn.y/1.jpg?w=800", K1)
+    store.remember_header_key("h:" + "9" * 64, K1, "cdn.x", "https://cdn.x/1.jpg")
+    info = store.image_info(K1)
+    assert info is not None
+    assert info.phash == 123
+    assert store.image_info(K2) is None
+    assert [(p.model_version, p.type, p.color, p.box) for p in store.predictions(K1)] == [
+        ("m1", "Dealer", "Red", [1, 2, 30, 40]),
+        ("m2", "Stock", "Blue", [1, 2, 30, 40]),
+    ]
+    assert [s.advertiser for s in store.sightings_of(K1)] == ["a", "b"]
+    assert [s.url for s in store.sightings_of(K1, advertiser="b")] == ["https://cdn.y/1.jpg?w=800"]
+    assert [(h.host, h.url) for h in store.header_keys_of(K1)] == [("cdn.x", "https://cdn.x/1.jpg")]
+
+
+def test_fix_history_filters(store: Store) -> None:
+    _predict(store, K1)
+    _predict(store, K2)
+    store.add_fix(K1, "type", "Stock", actor="a1", role="advertiser:a", scope="advertiser", advertiser="a")
+    store.add_fix(K2, "color", "Blue", actor="s", role="staff", scope="global", advertiser="b")
+    store.add_fix(K2, "type", "Placeholder", actor="b1", role="advertiser:b", scope="advertiser", advertiser="b")
+    assert [f.actor for f in store.fixes(actor="s")] == ["s"]
+    assert [f.field for f in store.fixes(field="type")] == ["type", "type"]
+    assert [f.actor for f in store.fixes(advertiser="a")] == ["a1", "s"]  # its own and the global ones
+    assert [f.actor for f in store.fixes(advertiser="b", own_only=True)] == ["s", "b1"]
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert len(store.fixes(until=later)) == 3
+    assert store.fixes(until=datetime.now(UTC) - timedelta(minutes=1)) == []
+
+
+def test_answers_for_more_keys_than_one_statement_takes(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lotlens.store import repository
+
+    monkeypatch.setattr(repository, "CHUNK", 2)
+    keys = [f"c:{i:064x}" for i in range(5)]
+    for k in keys:
+        _predict(store, k)
+    assert set(store.answers(keys, None)) == set(keys)
+
+
+def test_tables_match_the_migrations(store: Store) -> None:
+    """The ORM tables and the Alembic head describe the same schema (no migration forgotten)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from lotlens.store.tables import Base
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []

@@ -14,16 +14,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES, normalise_color
-from lotlens.store.tables import AnswerCount, Fix, HeaderKey, Host, Image, Prediction, Sighting
+from lotlens.store.tables import AnswerCount, Fix, HeaderKey, Host, Image, Prediction, Sighting, Skip
 
 FIELDS = ("type", "color")
 SCOPES = ("advertiser", "global")
+CHUNK = 5000  # keys per IN (...): PostgreSQL takes at most 65,535 bind parameters a statement
+
+
+def _chunks(keys: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(keys), CHUNK):
+        yield keys[i : i + CHUNK]
 
 
 def now() -> datetime:
@@ -94,6 +100,57 @@ class Answer:
     @property
     def source(self) -> str:
         return "manual" if self.manual else "model"
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One URL of an advertiser's inventory: what it showed, and how its latest scrape went."""
+
+    url: str
+    content_key: str | None  # None: never answered (skipped from the start)
+    vehicle_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+    source: str | None  # model | cache | manual, on the latest answered scrape
+    skipped: str | None = None  # the reason, when the latest scrape of this URL was skipped
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    content_key: str
+    width: int | None  # of the decoded image the models saw (prediction boxes use these pixels)
+    height: int | None
+    size_bytes: int | None
+    phash: int | None
+    first_seen: datetime
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    model_version: str
+    type: str
+    color: str | None
+    scores: dict[str, Any]
+    box: list[int] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SightingRecord:
+    advertiser: str
+    url: str
+    vehicle_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class HeaderKeyRecord:
+    header_key: str
+    url: str
+    host: str
+    first_seen: datetime
+    last_seen: datetime
 
 
 def _fix_record(f: Fix) -> FixRecord:
@@ -199,19 +256,25 @@ class Store:
 
     def see(self, advertiser: str, url: str, content_key: str, vehicle_id: str | None = None) -> None:
         """Record that `advertiser` shows `content_key` at `url` (its inventory)."""
-        self.see_many(advertiser, [(url, content_key, vehicle_id)])
+        self.see_many(advertiser, [(url, content_key, vehicle_id, None)])
 
-    def see_many(self, advertiser: str, rows: Sequence[tuple[str, str, str | None]]) -> None:
-        """`see` for a whole batch of (url, content key, vehicle id), in one transaction."""
+    def see_many(self, advertiser: str, rows: Sequence[tuple[str, str, str | None, str | None]]) -> None:
+        """`see` for a whole batch of (url, content key, vehicle id, answer source), in one transaction.
+
+        A URL answered now is no longer skipped.
+        """
         if not rows:
             return
-        latest = {url: (key, vehicle) for url, key, vehicle in rows}
+        latest = {url: (key, vehicle, source) for url, key, vehicle, source in rows}
         with self._session.begin() as s:
             q = select(Sighting).where(Sighting.advertiser == advertiser, Sighting.url.in_(list(latest)))
             known = {row.url: row for row in s.scalars(q.with_for_update())}
+            q_skips = select(Skip.url, Skip.vehicle_id).where(Skip.advertiser == advertiser, Skip.url.in_(list(latest)))
+            skipped: dict[str, str | None] = dict(s.execute(q_skips).all())
             t = now()
-            for url, (key, vehicle) in latest.items():
+            for url, (key, vehicle, source) in latest.items():
                 row = known.get(url)
+                vehicle = vehicle or skipped.get(url)
                 if row is None:
                     s.add(
                         Sighting(
@@ -221,10 +284,40 @@ class Store:
                             vehicle_id=vehicle,
                             first_seen=t,
                             last_seen=t,
+                            source=source,
                         )
                     )
                 else:
                     row.content_key, row.last_seen = key, t
+                    row.vehicle_id = vehicle or row.vehicle_id
+                    row.source = source or row.source
+            if skipped:
+                s.execute(delete(Skip).where(Skip.advertiser == advertiser, Skip.url.in_(list(skipped))))
+
+    def skip_many(self, advertiser: str, rows: Sequence[tuple[str, str, str | None]]) -> None:
+        """Record the (url, reason, vehicle id) of a batch's skipped images, for the inventory page."""
+        latest = {url: (reason, vehicle) for url, reason, vehicle in rows}
+        if not latest:
+            return
+        with self._session.begin() as s:
+            q = select(Skip).where(Skip.advertiser == advertiser, Skip.url.in_(list(latest)))
+            known = {row.url: row for row in s.scalars(q.with_for_update())}
+            t = now()
+            for url, (reason, vehicle) in latest.items():
+                row = known.get(url)
+                if row is None:
+                    s.add(
+                        Skip(
+                            advertiser=advertiser,
+                            url=url,
+                            reason=reason[:64],
+                            vehicle_id=vehicle,
+                            first_seen=t,
+                            last_seen=t,
+                        )
+                    )
+                else:
+                    row.reason, row.last_seen = reason[:64], t
                     row.vehicle_id = vehicle or row.vehicle_id
 
     def seen_by(self, advertiser: str, content_key: str) -> bool:
@@ -287,6 +380,77 @@ class Store:
                     .order_by(Sighting.last_seen.desc())
                 )
             )
+
+    def listing(self, advertiser: str) -> list[Listed]:
+        """Every URL of the advertiser's inventory, answered or skipped, newest scrape first."""
+        skips = {row.url: row for row in self._all(select(Skip).where(Skip.advertiser == advertiser))}
+        out = []
+        q = select(Sighting).where(Sighting.advertiser == advertiser)
+        for row in self._all(q):
+            skip = skips.pop(row.url, None)
+            out.append(
+                Listed(
+                    row.url,
+                    row.content_key,
+                    row.vehicle_id,
+                    row.first_seen,
+                    max(row.last_seen, skip.last_seen) if skip else row.last_seen,
+                    row.source,
+                    skip.reason if skip else None,
+                )
+            )
+        for skip in skips.values():
+            out.append(Listed(skip.url, None, skip.vehicle_id, skip.first_seen, skip.last_seen, None, skip.reason))
+        out.sort(key=lambda r: (r.last_seen, r.url), reverse=True)
+        return out
+
+    def _all(self, q: Any) -> list[Any]:
+        with self._session() as s:
+            return list(s.scalars(q))
+
+    def advertisers(self) -> list[tuple[str, int, int, datetime]]:
+        """(advertiser, images, skipped URLs, latest scrape) for every advertiser seen, by name."""
+        out: dict[str, list[Any]] = {}
+        with self._session() as s:
+            q = select(Sighting.advertiser, func.count(), func.max(Sighting.last_seen)).group_by(Sighting.advertiser)
+            for adv, n, last in s.execute(q).all():
+                out[adv] = [adv, n, 0, last]
+            q = select(Skip.advertiser, func.count(), func.max(Skip.last_seen)).group_by(Skip.advertiser)
+            for adv, n, last in s.execute(q).all():
+                row = out.setdefault(adv, [adv, 0, 0, last])
+                row[2], row[3] = n, max(row[3], last)
+        return [tuple(out[k]) for k in sorted(out)]
+
+    def image_info(self, content_key: str) -> ImageInfo | None:
+        with self._session() as s:
+            row = s.get(Image, content_key)
+            if row is None:
+                return None
+            return ImageInfo(row.content_key, row.width, row.height, row.size_bytes, row.phash, row.first_seen)
+
+    def predictions(self, content_key: str) -> list[PredictionRecord]:
+        """Every model version's answer for one image, oldest first."""
+        q = (
+            select(Prediction)
+            .where(Prediction.content_key == content_key)
+            .order_by(Prediction.created_at, Prediction.id)
+        )
+        return [
+            PredictionRecord(p.model_version, p.type, p.color, dict(p.scores), p.box, p.created_at)
+            for p in self._all(q)
+        ]
+
+    def sightings_of(self, content_key: str, advertiser: str | None = None) -> list[SightingRecord]:
+        """The URLs that showed this image (only `advertiser`'s, when given), oldest first."""
+        q = select(Sighting).where(Sighting.content_key == content_key).order_by(Sighting.first_seen, Sighting.url)
+        if advertiser is not None:
+            q = q.where(Sighting.advertiser == advertiser)
+        return [SightingRecord(r.advertiser, r.url, r.vehicle_id, r.first_seen, r.last_seen) for r in self._all(q)]
+
+    def header_keys_of(self, content_key: str) -> list[HeaderKeyRecord]:
+        """The header keys that led to this image, oldest first."""
+        q = select(HeaderKey).where(HeaderKey.content_key == content_key).order_by(HeaderKey.first_seen)
+        return [HeaderKeyRecord(r.header_key, r.url, r.host, r.first_seen, r.last_seen) for r in self._all(q)]
 
     # -- hosts ------------------------------------------------------------------------------------
 
@@ -427,18 +591,38 @@ class Store:
             return [tuple(r) for r in s.execute(q).all()]  # type: ignore[misc]
 
     def fixes(
-        self, advertiser: str | None = None, since: datetime | None = None, content_key: str | None = None
+        self,
+        advertiser: str | None = None,
+        since: datetime | None = None,
+        content_key: str | None = None,
+        *,
+        until: datetime | None = None,
+        actor: str | None = None,
+        field: str | None = None,
+        own_only: bool = False,
     ) -> list[FixRecord]:
-        """The fix history, oldest first. An advertiser sees its own fixes and the global ones."""
+        """The fix history, oldest first. An advertiser sees its own fixes and the global ones.
+
+        Args:
+            own_only: with `advertiser`, leave out the global fixes (staff filtering by advertiser).
+            until: exclusive upper bound on the fix's time.
+        """
         q = select(Fix).order_by(Fix.created_at, Fix.id)
         if advertiser is not None:
-            q = q.where((Fix.advertiser == advertiser) | (Fix.scope == "global"))
+            q = q.where(
+                Fix.advertiser == advertiser if own_only else (Fix.advertiser == advertiser) | (Fix.scope == "global")
+            )
         if since is not None:
             q = q.where(Fix.created_at >= since)
+        if until is not None:
+            q = q.where(Fix.created_at < until)
         if content_key is not None:
             q = q.where(Fix.content_key == content_key)
-        with self._session() as s:
-            return [_fix_record(f) for f in s.scalars(q)]
+        if actor is not None:
+            q = q.where(Fix.actor == actor)
+        if field is not None:
+            q = q.where(Fix.field == field)
+        return [_fix_record(f) for f in self._all(q)]
 
     def fixed_phashes(self, advertiser: str | None) -> list[tuple[str, int]]:
         """(content key, pHash) of images with a fix visible to `advertiser`, for near-duplicate search."""
@@ -457,10 +641,11 @@ class Store:
     def answers(self, content_keys: Iterable[str], advertiser: str | None) -> dict[str, Answer]:
         """Resolved answers for the keys that have a prediction or a fix."""
         keys = list(set(content_keys))
-        if not keys:
-            return {}
+        out: dict[str, Answer] = {}
         with self._session() as s:
-            return {k: a for k, a in self._resolve(s, keys, advertiser).items() if a.type or a.manual}
+            for chunk in _chunks(keys):
+                out |= {k: a for k, a in self._resolve(s, chunk, advertiser).items() if a.type or a.manual}
+        return out
 
     def _resolve(self, s: Session, keys: list[str], advertiser: str | None) -> dict[str, Answer]:
         preds: dict[str, Prediction] = {}

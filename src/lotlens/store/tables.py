@@ -55,9 +55,23 @@ class Sighting(Base):
     """An advertiser's image at a URL: the inventory the review pages and reclassify walk."""
 
     __tablename__ = "sightings"
+    __table_args__ = (Index("ix_sightings_advertiser_last_seen", "advertiser", "last_seen"),)
     advertiser: Mapped[str] = mapped_column(String(128), primary_key=True)
     url: Mapped[str] = mapped_column(Text, primary_key=True)
     content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
+    vehicle_id: Mapped[str | None] = mapped_column(String(128))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str | None] = mapped_column(String(8))  # how the latest scrape was answered: model|cache|manual
+
+
+class Skip(Base):
+    """An advertiser's URL that could not be answered on its latest scrape, and why; gone once it is."""
+
+    __tablename__ = "skips"
+    advertiser: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64))
     vehicle_id: Mapped[str | None] = mapped_column(String(128))
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
