@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from lotlens.train.generate import banner
 
 from synth import car, jpeg
 
@@ -143,6 +146,7 @@ class Handler(BaseHTTPRequestHandler):
 BOMB = bomb_png()
 IMAGES = {
     "car": IMAGE,
+    "placeholder": jpeg(banner(random.Random(1))),  # "photo coming soon": the bundled model says Placeholder
     "car-reencoded": _reencoded(IMAGE),
     "blue": jpeg(car("Blue", "scene", 2)),
     "yellow": jpeg(car("Yellow", "white", 3)),

@@ -399,12 +399,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default LOTLENS_HOST, 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default LOTLENS_PORT, 8000)")] = None,
 ) -> None:
-    """Run the HTTP API (OpenAPI at /docs). Without API keys it binds to localhost only."""
+    """Run the HTTP API (OpenAPI at /docs) and the review pages (/). Without API keys it binds to
+    localhost only."""
     import ipaddress
 
     import uvicorn
 
-    from lotlens.api import create_app
+    from lotlens.web import create_app
 
     settings = Settings()
     bind = host or settings.host

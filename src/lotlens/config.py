@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs review-page session cookies; None = derived from the API keys (set it to rotate sessions)",
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="review pages: how long a sign-in lasts")
+    page_size: int = Field(default=100, gt=0, le=1000, description="review pages: images per inventory page")
+    low_confidence: float = Field(
+        default=0.5, gt=0, lt=1, description="review pages: a model score under this counts as low confidence"
+    )
 
     def resolved_database_url(self) -> str:
         """The configured database, or the embedded SQLite file under `data_dir`."""

@@ -145,3 +145,15 @@ def expand_box(box: tuple[int, int, int, int], margin: float, width: int, height
         min(width, int(round(x1 + dx))),
         min(height, int(round(y1 + dy))),
     )
+
+
+def thumbnail_jpeg(data: bytes, side: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, quality: int = 82) -> bytes:
+    """A JPEG at most `side` pixels on its longer side, for the review pages.
+
+    Decodes through `decode`, so it keeps the same orientation, bomb limit and errors.
+    """
+    im = Image.fromarray(decode(data, min_side=side, max_pixels=max_pixels))
+    im.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()

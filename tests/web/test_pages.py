@@ -1,0 +1,369 @@
+"""The review pages through FastAPI's test client: sign-in, CSRF, the API's role rules, filters,
+fixes, history and CSV, the review queue and the model registry, on a site seeded by the service."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from lotlens.store.registry import Registry
+from lotlens.store.review import ReviewQueue
+from lotlens.web import create_app
+
+from seeded import KEYS, Site, csrf_of, sign_in
+
+
+def test_pages_need_a_sign_in_and_keep_the_target(app_client: TestClient) -> None:
+    res = app_client.get("/advertisers/a?type=Placeholder", follow_redirects=False)
+    assert res.status_code == 303
+    assert res.headers["location"] == "/signin?next=%2Fadvertisers%2Fa%3Ftype%3DPlaceholder"
+    app_client.get("/signin")
+    token = app_client.cookies.get("lotlens_signin")
+    res = app_client.post(
+        "/signin", data={"key": KEYS["a"].key, "csrf": token, "next": "/advertisers/a?type=Placeholder"}
+    )
+    assert res.status_code == 200
+    assert str(res.url).endswith("/advertisers/a?type=Placeholder")
+    cookie = res.history[0].headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert KEYS["a"].key not in cookie  # the cookie carries an HMAC of the key, never the key
+
+
+def test_sign_in_refuses_a_wrong_key_a_missing_token_and_a_foreign_redirect(app_client: TestClient) -> None:
+    app_client.get("/signin")
+    token = app_client.cookies.get("lotlens_signin")
+    wrong = app_client.post("/signin", data={"key": "x" * 32, "csrf": token})
+    assert wrong.status_code == 401
+    assert "Unknown API key" in wrong.text
+    assert app_client.cookies.get("lotlens_session") is None
+    forged = app_client.post("/signin", data={"key": KEYS["a"].key, "csrf": "not-the-cookie"})
+    assert forged.status_code == 403
+    res = app_client.post(
+        "/signin", data={"key": KEYS["a"].key, "csrf": token, "next": "//evil.example/"}, follow_redirects=False
+    )
+    assert res.headers["location"] == "/"
+
+
+def test_a_session_ends_with_its_key(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "b")
+    assert app_client.get("/advertisers/b").status_code == 200
+    site.settings.api_keys = [k for k in site.settings.api_keys if k.role != "advertiser:b"]
+    res = app_client.get("/advertisers/b", follow_redirects=False)
+    assert res.status_code == 303
+    assert res.headers["location"].startswith("/signin")
+
+
+def test_a_forged_or_tampered_cookie_is_no_session(app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    good = app_client.cookies.get("lotlens_session")
+    assert good
+    app_client.cookies.clear()
+    app_client.cookies.set("lotlens_session", good)
+    assert app_client.get("/advertisers/a", follow_redirects=False).status_code == 200
+    app_client.cookies.clear()
+    app_client.cookies.set("lotlens_session", good[:-2] + ("AA" if not good.endswith("AA") else "BB"))
+    assert app_client.get("/advertisers/a", follow_redirects=False).status_code == 303
+
+
+def test_an_advertiser_sees_only_its_own_pages(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "b")
+    assert app_client.get("/").headers.get("content-type", "").startswith("text/html")
+    own = app_client.get("/", follow_redirects=False)
+    assert own.headers["location"] == "/advertisers/b"
+    for path in (
+        "/advertisers/a",
+        f"/images/{site.keys['car1']}",
+        f"/images/{site.keys['car1']}?advertiser=a",
+        f"/images/{site.keys['car1']}/thumb",
+        "/fixes?advertiser=a",
+        "/fixes.csv?advertiser=a",
+        "/review",
+        "/models",
+    ):
+        res = app_client.get(path, follow_redirects=False)
+        assert res.status_code == 403, path
+    assert app_client.get("/advertisers", follow_redirects=False).headers["location"] == "/advertisers/b"
+    page = app_client.get("/advertisers/a")
+    assert "Not allowed" in page.text
+    assert "text/html" in page.headers["content-type"]
+    csrf = csrf_of(app_client.get("/advertisers/b").text)
+    res = app_client.post(
+        "/advertisers/a/fix",
+        data={"csrf": csrf, "image_key": site.keys["car1"], "type": "Stock", "color": "Red"},
+    )
+    assert res.status_code == 403
+    # nor through its own page with another advertiser's image
+    res = app_client.post(
+        "/advertisers/b/fix", data={"csrf": csrf, "image_key": site.keys["car1"], "type": "Stock", "color": "Red"}
+    )
+    assert res.status_code == 403
+    assert site.store.fixes() == []
+    # the image both advertisers show is b's to read too (its own view of it)
+    assert app_client.get(f"/images/{site.keys['car0']}").status_code == 200
+
+
+def test_inventory_filters_and_pages(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    all_ = app_client.get("/advertisers/a")
+    assert "9 images" in all_.text  # 5 cars, 3 placeholders, 1 dead link
+    assert "page 1 of 3" in all_.text
+    ph = app_client.get("/advertisers/a?type=Placeholder")
+    assert "3 images" in ph.text
+    keys = set(re.findall(r'data-testid="card" data-key="([^"]+)"', ph.text))
+    assert keys == {site.keys[f"ph{i}"] for i in range(3)}
+    skipped = app_client.get("/advertisers/a?skipped=1")
+    assert "1 image" in skipped.text
+    assert "skipped: http_404" in skipped.text
+    assert "1 image" in app_client.get("/advertisers/a?vehicle=veh-ph1").text
+    assert "0 images" in app_client.get("/advertisers/a?source=manual").text
+    model = app_client.get("/advertisers/a?source=model")
+    assert "8 images" in model.text
+    page3 = app_client.get("/advertisers/a?page=3")
+    assert "page 3 of 3" in page3.text
+    assert len(re.findall(r'data-testid="card"', page3.text)) == 1
+    assert app_client.get("/advertisers/a?color=Chartreuse").status_code == 422
+    assert app_client.get("/advertisers/a?type=Truck").status_code == 422
+    assert app_client.get("/advertisers/a?page=0").status_code == 422
+
+
+def test_a_fix_from_the_inventory_changes_the_answer_and_the_history(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    page = app_client.get("/advertisers/a?type=Placeholder")
+    key = site.keys["ph0"]
+    csrf = csrf_of(page.text)
+    missing = app_client.post("/advertisers/a/fix", data={"image_key": key, "type": "Dealer"})
+    assert missing.status_code == 422  # no CSRF token at all: a malformed form
+    stale = app_client.post("/advertisers/a/fix", data={"csrf": "x" * 20, "image_key": key, "type": "Dealer"})
+    assert stale.status_code == 403
+    assert site.store.fixes() == []
+    res = app_client.post(
+        "/advertisers/a/fix",
+        data={"csrf": csrf, "image_key": key, "type": "Dealer", "color": "", "back": "type=Placeholder&evil=1"},
+        follow_redirects=False,
+    )
+    assert res.status_code == 303
+    assert res.headers["location"].startswith("/advertisers/a?type=Placeholder&updated=")
+    [fix] = site.store.fixes()
+    assert (fix.field, fix.old_value, fix.new_value, fix.actor, fix.advertiser, fix.scope) == (
+        "type",
+        "Placeholder",
+        "Dealer",
+        "dealer-a",
+        "a",
+        "advertiser",
+    )
+    after = app_client.get(res.headers["location"])
+    assert 'data-testid="updated-type">Dealer<' in after.text
+    assert "dealer-a: type Placeholder → Dealer" in after.text
+    assert "2 images" in after.text  # the filter still says Placeholder: one fewer
+    again = app_client.post("/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": "Dealer", "color": ""})
+    assert "Nothing changed" in again.text
+    assert len(site.store.fixes()) == 1
+    # b never sees a's fix of the shared image's answer
+    assert site.store.answers([key], "b")[key].type == "Placeholder"
+    image = app_client.get(f"/images/{key}")
+    assert 'data-testid="image-type">Dealer<' in image.text
+    assert "Placeholder</s> → <b>Dealer" in image.text
+
+
+def test_only_staff_make_global_fixes(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    key = site.keys["car0"]
+    res = app_client.post(
+        "/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": "Stock", "scope": "global"}
+    )
+    assert res.status_code == 403
+    sign_in(app_client, "staff")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    current = site.store.answers([key], None)[key]
+    new_type = "Stock" if current.type != "Stock" else "Dealer"
+    res = app_client.post(
+        "/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": new_type, "scope": "global"}
+    )
+    assert res.status_code == 200
+    [fix] = site.store.fixes()
+    assert (fix.scope, fix.actor, fix.role) == ("global", "ana (staff)", "staff")
+    assert site.store.answers([key], "b")[key].type == new_type  # the shared answer
+
+
+def test_image_page_shows_urls_keys_box_predictions(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    key = site.keys["car0"]
+    page = app_client.get(f"/images/{key}")
+    assert page.status_code == 200
+    assert f"{site.cdn}/img/a/car0.jpg?name=web-car0" in page.text
+    assert f"{site.cdn}/img/b/shared.jpg" not in page.text  # b's URL of the same image is b's business
+    assert site.store.predictions(key)[0].model_version in page.text
+    assert 'data-testid="crop-box"' in page.text  # the studio car's crop, drawn on the picture
+    assert re.search(r'class="box" style="left:[\d.]+%;top:[\d.]+%;width:[\d.]+%;height:[\d.]+%"', page.text)
+    assert "/thumb?side=640&amp;advertiser=a" in page.text
+    assert app_client.get("/images/c:" + "f" * 64).status_code == 403  # not in a's inventory: no hint it exists
+    sign_in(app_client, "staff")
+    assert app_client.get("/images/c:" + "f" * 64).status_code == 404
+
+
+def test_thumbnails_are_small_jpegs_of_the_kept_bytes(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    key = site.keys["car1"]
+    res = app_client.get(f"/images/{key}/thumb?side=160")
+    assert res.status_code == 200
+    assert res.headers["content-type"] == "image/jpeg"
+    assert "immutable" in res.headers["cache-control"]
+    im = Image.open(io.BytesIO(res.content))
+    assert max(im.size) == 160
+    assert app_client.get(f"/images/{key}/thumb?side=9999").status_code == 422
+    (site.settings.data_dir / "images").mkdir(exist_ok=True)
+    from lotlens.store.images import ImageFolder
+
+    ImageFolder(site.settings.data_dir).path(key).write_bytes(b"\xff\xd8 not really a jpeg")
+    assert app_client.get(f"/images/{key}/thumb?side=320").status_code == 422
+
+
+def test_history_filters_and_csv(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    for key, value in ((site.keys["car0"], "Stock"), (site.keys["car1"], "Placeholder")):
+        current = site.store.answers([key], "a")[key].type
+        app_client.post(
+            "/advertisers/a/fix",
+            data={"csrf": csrf, "image_key": key, "type": value if value != current else "Dealer", "color": "Black"},
+        )
+    history = app_client.get("/fixes")
+    assert history.status_code == 200
+    n = len(site.store.fixes(advertiser="a"))
+    assert f"{n} fixes" in history.text
+    typed = len(site.store.fixes(advertiser="a", field="type", actor="dealer-a"))
+    assert typed == 2
+    assert "2 fixes," in app_client.get("/fixes?field=type&actor=dealer-a&since=2000-01-01").text
+    assert "0 fixes," in app_client.get("/fixes?actor=somebody-else").text
+    assert "0 fixes" in app_client.get("/fixes?until=2000-01-01").text
+    assert app_client.get("/fixes?since=yesterday").status_code == 422
+    res = app_client.get("/fixes.csv?field=color")
+    assert res.headers["content-type"].startswith("text/csv")
+    assert "attachment" in res.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(res.text)))
+    assert rows
+    assert {r["field"] for r in rows} == {"color"}
+    assert {r["actor"] for r in rows} == {"dealer-a"}
+    assert {r["advertiser"] for r in rows} == {"a"}
+
+
+def test_csv_neutralises_formulas(site: Site, app_client: TestClient) -> None:
+    key = site.keys["car0"]
+    site.store.add_fix(
+        key, "color", "Red", actor="ana", role="staff", scope="advertiser", advertiser="a", comment="=HYPERLINK(1)"
+    )
+    sign_in(app_client, "staff")
+    [row] = list(csv.DictReader(io.StringIO(app_client.get("/fixes.csv?advertiser=a").text)))
+    assert row["comment"] == "'=HYPERLINK(1)"
+
+
+def test_review_queue_accept_reject_relabel(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "staff")
+    page = app_client.get("/review")
+    assert page.status_code == 200
+    ids = [int(i) for i in re.findall(r'data-testid="review-item" data-id="(\d+)"', page.text)]
+    conflict, doubt = ids  # conflicts first
+    csrf = csrf_of(page.text)
+    res = app_client.post(f"/review/{conflict}", data={"csrf": csrf, "action": "accept"})
+    assert "A conflict has several labels" in res.text  # told why, nothing decided
+    assert ReviewQueue(site.store).items()[0].status == "pending"
+    res = app_client.post(f"/review/{conflict}", data={"csrf": csrf, "action": "relabel", "value": "Stock"})
+    assert "Relabelled." in res.text
+    res = app_client.post(f"/review/{doubt}", data={"csrf": csrf, "action": "relabel", "value": "Mauve"})
+    assert res.status_code == 422
+    res = app_client.post(f"/review/{doubt}", data={"csrf": csrf, "action": "accept"})
+    assert "Accepted." in res.text
+    decided = {r.id: (r.status, r.decided_value, r.decided_by) for r in ReviewQueue(site.store).items(status=None)}
+    assert decided == {conflict: ("relabelled", "Stock", "ana (staff)"), doubt: ("accepted", "Green", "ana (staff)")}
+    assert "Nothing to review." in app_client.get("/review").text
+    assert app_client.post("/review/999", data={"csrf": csrf, "action": "reject"}).status_code == 404
+
+
+def test_models_page_and_only_admin_promotes(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "staff")
+    page = app_client.get("/models")
+    assert page.status_code == 200
+    assert "lotlens-candidate" in page.text
+    assert 'data-testid="promote"' not in page.text
+    assert "<svg" in page.text  # the watch charts
+    csrf = csrf_of(page.text)
+    assert app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf}).status_code == 403
+    sign_in(app_client, "admin")
+    page = app_client.get("/models")
+    csrf = csrf_of(page.text)
+    res = app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf, "reason": "better on a"})
+    assert "Promoted." in res.text
+    assert Registry(site.store).alias("champion") == "lotlens-candidate"
+    assert app_client.post("/models/nope/promote", data={"csrf": csrf}).status_code == 404
+    res = app_client.post("/models/rollback", data={"csrf": csrf, "reason": "fix rate up"})
+    assert "Rolled back." in res.text
+    assert Registry(site.store).alias("champion") != "lotlens-candidate"
+    assert [p.actor for p in Registry(site.store).history()][-2:] == ["root (admin)", "root (admin)"]
+
+
+def test_sweep_report_is_served_to_staff_only_and_never_outside_its_folder(site: Site, app_client: TestClient) -> None:
+    folder = site.settings.data_dir / "sweeps" / "sw-1"
+    folder.mkdir(parents=True)
+    (folder / "comparison.json").write_text(
+        '{"sweep": "sw-1", "dataset": "ds-x", "rows": [{"name": "lr-c1", "score": 3.5, "type_accuracy": 0.97,'
+        ' "placeholder_recall": 1.0, "color_accuracy": 0.8, "worst_group": 0.9, "version": "v1"}]}'
+    )
+    (folder / "report.html").write_text("<h1>sweep report</h1>")
+    sign_in(app_client, "staff")
+    page = app_client.get("/models")
+    assert "lr-c1" in page.text
+    assert "97.0%" in page.text
+    assert app_client.get("/models/sweeps/sw-1/report.html").text == "<h1>sweep report</h1>"
+    assert app_client.get("/models/sweeps/../report.html").status_code in (404, 422)
+    assert app_client.get("/models/sweeps/sw-1/comparison.json").status_code == 422
+    sign_in(app_client, "a")
+    assert app_client.get("/models/sweeps/sw-1/report.html").status_code == 403
+
+
+def test_pages_carry_security_headers_and_the_api_keeps_json_errors(app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    res = app_client.get("/advertisers/a")
+    csp = res.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert res.headers["x-content-type-options"] == "nosniff"
+    assert res.headers["cache-control"] == "no-store"
+    api = app_client.get("/v1/images/c:" + "0" * 64, headers={"Authorization": f"Bearer {KEYS['b'].key}"})
+    assert api.status_code == 403
+    assert api.json()["detail"]
+    assert "content-security-policy" not in api.headers
+
+
+def test_local_mode_needs_no_sign_in_but_still_checks_csrf(site: Site) -> None:
+    site.settings.api_keys = []
+    with TestClient(create_app(site.settings, site.store, site.pipeline)) as c:
+        page = c.get("/advertisers/a")
+        assert page.status_code == 200
+        assert "local · admin" in page.text
+        key = site.keys["car0"]
+        assert (
+            c.post("/advertisers/a/fix", data={"csrf": "guess", "image_key": key, "type": "Stock"}).status_code == 403
+        )
+        csrf = csrf_of(page.text)
+        current = site.store.answers([key], "a")[key].type
+        new_type = "Stock" if current != "Stock" else "Dealer"
+        res = c.post("/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": new_type})
+        assert res.status_code == 200
+        assert [f.actor for f in site.store.fixes()] == ["local"]
+
+
+@pytest.mark.parametrize("path", ["/advertisers/a", "/fixes", "/review", "/models"])
+def test_every_page_renders_for_staff(app_client: TestClient, path: str) -> None:
+    sign_in(app_client, "staff")
+    res = app_client.get(path)
+    assert res.status_code == 200
+    assert "<main>" in res.text
+    assert "ana (staff)" in res.text
