@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from lotlens.errors import ImageDecodeError
-from lotlens.imaging import MODEL_SIDE, crop, decode, expand_box, resize
+from lotlens.imaging import MODEL_SIDE, crop, decode, expand_box, resize, thumbnail_jpeg
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -492,3 +492,25 @@ def test_expand_box_is_clipped_to_the_image() -> None:
 
 def test_expand_box_zero_margin_is_identity() -> None:
     assert expand_box((3, 4, 50, 60), 0.0, 100, 100) == (3, 4, 50, 60)
+
+
+def test_thumbnail_is_a_small_upright_jpeg() -> None:
+    im = Image.new("RGB", (1200, 600), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown rotated 90 degrees
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif)
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(buf.getvalue(), 160)))
+    assert thumb.format == "JPEG"
+    assert thumb.size == (80, 160)  # upright, longer side 160
+    r, g, _b = thumb.convert("RGB").getpixel((40, 80))
+    assert r > 150 > g
+
+
+def test_thumbnail_keeps_the_decode_limits() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(buf, "PNG")
+    with pytest.raises(ImageDecodeError, match="too_many_pixels"):
+        thumbnail_jpeg(buf.getvalue(), 160, max_pixels=5)
+    with pytest.raises(ImageDecodeError):
+        thumbnail_jpeg(b"not an image", 160)

@@ -49,7 +49,9 @@ def test_advertiser_fixes_a_placeholder_and_sees_the_history(page: Page, site: S
     picture = page.get_by_test_id("picture")
     expect(picture).to_be_visible()
     page.wait_for_function("() => document.querySelector('[data-testid=picture]').naturalWidth > 0")
-    assert picture.bounding_box()["width"] > 100  # type: ignore[index]
+    box = picture.bounding_box()
+    assert box is not None
+    assert box["width"] > 100
     history = page.get_by_test_id("history")
     expect(history).to_contain_text("dealer-a")
     expect(history.locator("tr", has_text="type")).to_contain_text("Placeholder → Dealer")
