@@ -45,6 +45,8 @@ def normalise_color(value: str | None) -> str | None:
     Raises:
         ValueError: for a value that is not a known color.
     """
+    if value in _CANONICAL_COLORS:  # the stored form: no string work on the hot path
+        return value
     if value is None or value.strip().lower() in _NO_COLOR:
         return None
     v = value.strip().lower()
@@ -54,3 +56,6 @@ def normalise_color(value: str | None) -> str | None:
         if c.lower() == v:
             return c
     raise ValueError(f"unknown color {value!r}; expected one of {', '.join(COLORS)}")
+
+
+_CANONICAL_COLORS = frozenset(COLORS)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from lotlens.store.registry import Registry
 from lotlens.store.review import ReviewQueue
 
 from seeded import KEYS, SCREENSHOTS, Site
+
+pytestmark = pytest.mark.integration  # the site is seeded with ../shared/data/dev photos
 
 
 def sign_in(page: Page, who: str, target: str) -> None:

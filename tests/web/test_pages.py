@@ -12,10 +12,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from lotlens.store.registry import Registry
+from lotlens.store.repository import Answer
 from lotlens.store.review import ReviewQueue
 from lotlens.web import create_app
+from lotlens.web.pages import _lowest_score
 
 from seeded import KEYS, Site, csrf_of, sign_in
+
+pytestmark = pytest.mark.integration  # the site is seeded with ../shared/data/dev photos
 
 
 def test_pages_need_a_sign_in_and_keep_the_target(app_client: TestClient) -> None:
@@ -367,3 +371,42 @@ def test_every_page_renders_for_staff(app_client: TestClient, path: str) -> None
     assert res.status_code == 200
     assert "<main>" in res.text
     assert "ana (staff)" in res.text
+
+
+def test_low_confidence_is_the_weaker_field_the_model_made() -> None:
+    scores = {"type": {"Dealer": 0.9}, "color": {"Red": 0.3}}
+    assert _lowest_score(Answer("c:1", "Dealer", "Red", scores)) == 0.3
+    assert _lowest_score(Answer("c:1", "Dealer", "Red", scores, manual=("color",))) == 0.9
+    assert _lowest_score(Answer("c:1", "Dealer", "Red", scores, manual=("type", "color"))) is None
+    assert _lowest_score(Answer("c:1", "Placeholder", None, {"type": {"Placeholder": 0.45}})) == 0.45
+
+
+def test_low_confidence_filter_on_the_site(site: Site, app_client: TestClient) -> None:
+    site.settings.low_confidence = 0.9  # the app reads the same settings object
+    answers = site.store.answers(site.keys.values(), "a")
+    low = [k for k, a in answers.items() if (s := _lowest_score(a)) is not None and s < site.settings.low_confidence]
+    assert 0 < len(low) < len(answers)
+    sign_in(app_client, "a")
+    page = app_client.get("/advertisers/a?low=1")
+    assert set(re.findall(r'data-testid="card" data-key="([^"]+)"', page.text)) == set(low[: site.settings.page_size])
+    assert f"{len(low)} image" in page.text
+
+
+def test_the_listing_is_read_once_while_nothing_changes(
+    site: Site, app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    listing = site.store.listing
+    monkeypatch.setattr(site.store, "listing", lambda adv: reads.append(adv) or listing(adv))
+    sign_in(app_client, "a")
+    for path in ("/advertisers/a", "/advertisers/a?page=2", "/advertisers/a?type=Placeholder"):
+        assert app_client.get(path).status_code == 200
+    assert reads == ["a"]
+    key = site.keys["ph0"]
+    site.store.add_fix(key, "type", "Stock", actor="ana", role="staff", scope="global", advertiser=None)  # elsewhere
+    page = app_client.get("/advertisers/a?source=manual")
+    assert reads == ["a", "a"]
+    assert re.findall(r'data-testid="card" data-key="([^"]+)"', page.text) == [key]
+    site.store.skip_many("a", [(f"{site.cdn}/img/a/car0.jpg?name=web-car0", "timeout", None)])
+    assert "skipped: timeout" in app_client.get("/advertisers/a?skipped=1").text
+    assert reads == ["a", "a", "a"]

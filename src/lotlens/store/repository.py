@@ -383,10 +383,22 @@ class Store:
 
     def listing(self, advertiser: str) -> list[Listed]:
         """Every URL of the advertiser's inventory, answered or skipped, newest scrape first."""
-        skips = {row.url: row for row in self._all(select(Skip).where(Skip.advertiser == advertiser))}
+        sq = select(Skip.url, Skip.reason, Skip.vehicle_id, Skip.first_seen, Skip.last_seen).where(
+            Skip.advertiser == advertiser
+        )
+        q = select(
+            Sighting.url,
+            Sighting.content_key,
+            Sighting.vehicle_id,
+            Sighting.first_seen,
+            Sighting.last_seen,
+            Sighting.source,
+        ).where(Sighting.advertiser == advertiser)
+        with self._session() as s:
+            skips = {row.url: row for row in s.execute(sq)}
+            rows = s.execute(q).all()
         out = []
-        q = select(Sighting).where(Sighting.advertiser == advertiser)
-        for row in self._all(q):
+        for row in rows:
             skip = skips.pop(row.url, None)
             out.append(
                 Listed(
@@ -403,6 +415,19 @@ class Store:
             out.append(Listed(skip.url, None, skip.vehicle_id, skip.first_seen, skip.last_seen, None, skip.reason))
         out.sort(key=lambda r: (r.last_seen, r.url), reverse=True)
         return out
+
+    def inventory_version(self, advertiser: str) -> tuple[Any, ...]:
+        """A cheap fingerprint that changes whenever the advertiser's inventory page could: its
+        sightings and skips, and any new prediction or fix (both tables only ever grow)."""
+        with self._session() as s:
+            return (
+                *s.execute(
+                    select(func.count(), func.max(Sighting.last_seen)).where(Sighting.advertiser == advertiser)
+                ).one(),
+                *s.execute(select(func.count(), func.max(Skip.last_seen)).where(Skip.advertiser == advertiser)).one(),
+                s.scalar(select(func.max(Prediction.id))),
+                s.scalar(select(func.max(Fix.id))),
+            )
 
     def _all(self, q: Any) -> list[Any]:
         with self._session() as s:
@@ -648,14 +673,29 @@ class Store:
         return out
 
     def _resolve(self, s: Session, keys: list[str], advertiser: str | None) -> dict[str, Answer]:
-        preds: dict[str, Prediction] = {}
-        for pred in s.scalars(
-            select(Prediction).where(Prediction.content_key.in_(keys)).order_by(Prediction.created_at, Prediction.id)
-        ):
-            preds[pred.content_key] = pred  # the newest wins
+        # Plain column rows, not ORM objects: this runs for every batch and every inventory page.
+        preds: dict[str, Any] = {}
+        pq = (
+            select(
+                Prediction.content_key,
+                Prediction.type,
+                Prediction.color,
+                Prediction.scores,
+                Prediction.box,
+                Prediction.model_version,
+            )
+            .where(Prediction.content_key.in_(keys))
+            .order_by(Prediction.created_at, Prediction.id)
+        )
+        for row in s.execute(pq):
+            preds[row.content_key] = row  # the newest wins
         chosen: dict[tuple[str, str], tuple[int, str | None]] = {}
-        q = select(Fix).where(Fix.content_key.in_(keys)).order_by(Fix.created_at, Fix.id)
-        for f in s.scalars(q):
+        fq = (
+            select(Fix.content_key, Fix.field, Fix.new_value, Fix.scope, Fix.advertiser)
+            .where(Fix.content_key.in_(keys))
+            .order_by(Fix.created_at, Fix.id)
+        )
+        for f in s.execute(fq):
             if f.scope == "advertiser" and f.advertiser != advertiser:
                 continue  # another advertiser's view
             rank = 1 if f.scope == "advertiser" else 0

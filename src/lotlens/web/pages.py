@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -189,7 +191,7 @@ class Card:
     @property
     def confidence(self) -> float | None:
         scores = [s for s in (self.type_score, self.color_score) if s is not None]
-        return min(scores) if scores else None
+        return min(scores) if scores else None  # as _lowest_score, from the card's own fields
 
 
 def _card(row: Listed, ans: Answer | None, kept: ImageFolder | None) -> Card:
@@ -214,16 +216,48 @@ def _thumb_url(key: str, side: int, advertiser: str | None = None) -> str:
 
 @dataclass
 class Inventory:
-    cards: list[Card]
-    total: int
+    matched: list[tuple[Listed, Answer | None]]
     counts: dict[str, int] = field(default_factory=dict)
+    kept: ImageFolder | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.matched)
+
+    def cards(self, start: int, stop: int) -> list[Card]:
+        """Cards for one page only: the thumbnails' file checks are per shown card."""
+        return [_card(row, ans, self.kept) for row, ans in self.matched[start:stop]]
 
 
-def inventory(st: AppState, advertiser: str, filters: dict[str, Any]) -> Inventory:
-    """Every card of the advertiser, filtered (blocking: the store is read in one go)."""
-    rows = st.store.listing(advertiser)
-    answers = st.store.answers([r.content_key for r in rows if r.content_key], advertiser)
-    kept = ImageFolder(st.settings.data_dir) if st.settings.keep_images else None
+class ListingCache:
+    """The last few advertisers' resolved listings, reused while `Store.inventory_version` stands
+    still: paging and filtering one inventory reads the store once. Each replica keeps its own."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[tuple[Any, ...], list[Listed], dict[str, Answer]]] = OrderedDict()
+
+    def get(self, st: AppState, advertiser: str) -> tuple[list[Listed], dict[str, Answer]]:
+        version = st.store.inventory_version(advertiser)
+        with self._lock:
+            hit = self._items.get(advertiser)
+            if hit is not None and hit[0] == version:
+                self._items.move_to_end(advertiser)
+                return hit[1], hit[2]
+        rows = st.store.listing(advertiser)
+        answers = st.store.answers([r.content_key for r in rows if r.content_key], advertiser)
+        with self._lock:
+            self._items[advertiser] = (version, rows, answers)
+            self._items.move_to_end(advertiser)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return rows, answers
+
+
+def inventory(st: AppState, advertiser: str, filters: dict[str, Any], cache: ListingCache) -> Inventory:
+    """The advertiser's URLs that pass the filters, with their answers (blocking: reads the store)."""
+    rows, answers = cache.get(st, advertiser)
     low = st.settings.low_confidence
     counts = dict.fromkeys([*TYPES, "skipped", "low"], 0)
     out = []
@@ -231,14 +265,15 @@ def inventory(st: AppState, advertiser: str, filters: dict[str, Any]) -> Invento
         ans = answers.get(row.content_key) if row.content_key else None
         if ans is not None and ans.type:
             counts[ans.type] += 1
-            type_score = ans.scores.get("type", {}).get(ans.type) if "type" not in ans.manual else None
-            if type_score is not None and type_score < low:
+            lowest = _lowest_score(ans)
+            if lowest is not None and lowest < low:
                 counts["low"] += 1
         if row.skipped:
             counts["skipped"] += 1
         if _matches(row, ans, filters, low):
-            out.append(row)
-    return Inventory([_card(r, answers.get(r.content_key or ""), kept) for r in out], len(out), counts)
+            out.append((row, ans))
+    kept = ImageFolder(st.settings.data_dir) if st.settings.keep_images else None
+    return Inventory(out, counts, kept)
 
 
 def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], low: float) -> bool:
@@ -258,13 +293,19 @@ def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], low: float) -> 
     if f["source"] and source != f["source"]:
         return False
     if f["low"]:
-        scores = []
-        if "type" not in ans.manual and ans.type:
-            scores.append(ans.scores.get("type", {}).get(ans.type, 1.0))
-        if "color" not in ans.manual and ans.color:
-            scores.append(ans.scores.get("color", {}).get(ans.color, 1.0))
-        return bool(scores) and min(scores) < low
+        lowest = _lowest_score(ans)
+        return lowest is not None and lowest < low
     return True
+
+
+def _lowest_score(ans: Answer) -> float | None:
+    """The model's score for the weaker of the answer's fields it made (fixed fields are certain)."""
+    scores = []
+    if "type" not in ans.manual and ans.type:
+        scores.append(ans.scores.get("type", {}).get(ans.type, 1.0))
+    if "color" not in ans.manual and ans.color:
+        scores.append(ans.scores.get("color", {}).get(ans.color, 1.0))
+    return min(scores) if scores else None
 
 
 class FixForm(BaseModel):
@@ -491,7 +532,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         if color and color != "none" and color not in COLORS:
             raise HTTPException(422, f"color must be one of {', '.join(COLORS)} or none")
         filters = {"type": type, "color": color, "source": source, "low": low, "skipped": skipped, "vehicle": vehicle}
-        inv = await asyncio.to_thread(inventory, st, advertiser, filters)
+        inv = await asyncio.to_thread(inventory, st, advertiser, filters, request.app.state.lotlens_listings)
         size = st.settings.page_size
         pages = max(1, math.ceil(inv.total / size))
         page = min(page, pages)
@@ -508,7 +549,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
             "advertiser.html",
             advertiser=advertiser,
             inv=inv,
-            cards=inv.cards[(page - 1) * size : page * size],
+            cards=await asyncio.to_thread(inv.cards, (page - 1) * size, page * size),
             page=page,
             pages=pages,
             filters=filters,
