@@ -6,6 +6,7 @@ import random
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from lotlens.train.generate import banner
 
@@ -170,3 +171,25 @@ def serve(address: str) -> Iterator[str]:
     yield f"http://{address}:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+def serve_app(app: Any) -> Iterator[str]:
+    """An ASGI app served for real by uvicorn on a free loopback port, in a thread (`lotlens serve`)."""
+    import socket
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

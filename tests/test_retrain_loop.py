@@ -5,7 +5,6 @@ classifying (no failed request, answers switch model version), roll back."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from typer.testing import CliRunner
 
@@ -24,17 +22,12 @@ from lotlens.store import Store
 from lotlens.store.review import ReviewQueue
 from lotlens.train.dataset import read_rows
 
+from httpserver import serve_app
 from synth import make_set
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 ADMIN = ApiKey(name="root", key="r" * 32, role="admin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -54,17 +47,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 @pytest.fixture
 def live(env: Settings) -> Iterator[str]:
     """`lotlens serve` for real: uvicorn on a free port, in a thread."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(env), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield from serve_app(create_app(env))
 
 
 @pytest.fixture

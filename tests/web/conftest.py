@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from lotlens.config import Settings
@@ -24,6 +20,7 @@ from lotlens.vision import Pipeline
 from lotlens.vision.pipeline import default_model_dir
 from lotlens.web import create_app
 
+from httpserver import serve_app
 from seeded import CHROMIUM, CHROMIUM_ARGS, KEYS, SCREENSHOTS, Site, seed
 from synth import variant
 
@@ -79,28 +76,10 @@ def app_client(site: Site) -> Iterator[TestClient]:
 # -- the browser ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def live(site: Site) -> Iterator[str]:
     """`lotlens serve` for real on a free port, in a thread, over the seeded site."""
-    port = _free_port()
-    app = create_app(site.settings, site.store, site.pipeline)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield from serve_app(create_app(site.settings, site.store, site.pipeline))
 
 
 @pytest.fixture(scope="session")

@@ -363,6 +363,44 @@ def _box_style(box: list[int] | None, width: int | None, height: int | None) -> 
 
 # -- history --------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class FixQuery:
+    """The history filters: as typed (to fill the form again) and as the store takes them."""
+
+    form: dict[str, str]
+    store_args: dict[str, Any]
+
+    @property
+    def given(self) -> dict[str, str]:
+        return {k: val for k, val in self.form.items() if val}
+
+
+def fix_query(
+    v: Who,
+    advertiser: FixFilter = None,
+    since: FixFilter = None,
+    until: FixFilter = None,
+    actor: FixFilter = None,
+    field: FixFilter = None,
+) -> FixQuery:
+    adv = check_advertiser(v.who, advertiser or None)
+    if field and field not in ("type", "color"):
+        raise HTTPException(422, "field must be type or color")
+    d0, d1 = _day(since, "since"), _day(until, "until")
+    form = {"advertiser": advertiser, "since": since, "until": until, "actor": actor, "field": field}
+    return FixQuery(
+        {k: val or "" for k, val in form.items()},
+        {
+            "advertiser": adv,
+            "since": datetime.combine(d0, time.min, UTC) if d0 else None,
+            "until": datetime.combine(d1 + timedelta(days=1), time.min, UTC) if d1 else None,  # inclusive day
+            "actor": actor or None,
+            "field": field or None,
+        },
+    )
+
+
 CSV_COLUMNS = ("id", "time", "image_key", "advertiser", "field", "old", "new", "actor", "role", "scope", "comment")
 
 
@@ -639,46 +677,18 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         # content-addressed: the bytes behind a key never change
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=604800, immutable"})
 
-    def _fix_filters(
-        v: Viewer,
-        advertiser: str | None,
-        since: str | None,
-        until: str | None,
-        actor: str | None,
-        field_: str | None,
-    ) -> dict[str, Any]:
-        adv = check_advertiser(v.who, advertiser or None)
-        if field_ and field_ not in ("type", "color"):
-            raise HTTPException(422, "field must be type or color")
-        d0, d1 = _day(since, "since"), _day(until, "until")
-        return {
-            "advertiser": adv,
-            "since": datetime.combine(d0, time.min, UTC) if d0 else None,
-            "until": datetime.combine(d1 + timedelta(days=1), time.min, UTC) if d1 else None,  # inclusive day
-            "actor": actor or None,
-            "field": field_ or None,
-        }
-
     @r.get("/fixes", response_class=HTMLResponse)
     async def fixes_page(
         request: Request,
         st: State,
         v: Who,
-        advertiser: FixFilter = None,
-        since: FixFilter = None,
-        until: FixFilter = None,
-        actor: FixFilter = None,
-        field: FixFilter = None,
+        f: Annotated[FixQuery, Depends(fix_query)],
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     ) -> Response:
-        f = _fix_filters(v, advertiser, since, until, actor, field)
-        rows = (await asyncio.to_thread(lambda: st.store.fixes(**f)))[::-1]  # newest first
+        rows = (await asyncio.to_thread(lambda: st.store.fixes(**f.store_args)))[::-1]  # newest first
         size = 200
         pages = max(1, math.ceil(len(rows) / size))
         page = min(page, pages)
-        form = {"advertiser": advertiser or "", "since": since or "", "until": until or "", "actor": actor or ""}
-        form["field"] = field or ""
-        query = urlencode({k: val for k, val in form.items() if val})
         return render(
             request,
             v,
@@ -687,23 +697,14 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
             total=len(rows),
             page=page,
             pages=pages,
-            form=form,
-            query=query,
-            page_query=lambda n: urlencode({**{k: val for k, val in form.items() if val}, "page": n}),
+            form=f.form,
+            query=urlencode(f.given),
+            page_query=lambda n: urlencode({**f.given, "page": n}),
         )
 
     @r.get("/fixes.csv")
-    async def fixes_csv(
-        st: State,
-        v: Who,
-        advertiser: FixFilter = None,
-        since: FixFilter = None,
-        until: FixFilter = None,
-        actor: FixFilter = None,
-        field: FixFilter = None,
-    ) -> Response:
-        f = _fix_filters(v, advertiser, since, until, actor, field)
-        rows = await asyncio.to_thread(lambda: st.store.fixes(**f))
+    async def fixes_csv(st: State, f: Annotated[FixQuery, Depends(fix_query)]) -> Response:
+        rows = await asyncio.to_thread(lambda: st.store.fixes(**f.store_args))
         name = f"lotlens-fixes-{datetime.now(UTC):%Y%m%d-%H%M}.csv"
         return StreamingResponse(
             _csv_rows(rows),
