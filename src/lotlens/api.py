@@ -13,7 +13,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -285,6 +285,15 @@ def check_image(st: AppState, who: Principal, image_key: str, advertiser: str | 
     return advertiser
 
 
+def fix_history(st: AppState, who: Principal, advertiser: str | None, **filters: Any) -> list[FixRecord]:
+    """The fix history `who` may read, oldest first: an advertiser key reads its own fixes and the
+    global ones on images it shows, and never another advertiser's name."""
+    rows = st.store.fixes(advertiser=advertiser, shown_by=who.advertiser, **filters)
+    if who.advertiser is None:
+        return rows
+    return [f if f.advertiser == who.advertiser else replace(f, advertiser=None) for f in rows]
+
+
 def apply_fix(st: AppState, who: Principal, body: FixIn) -> ImageOut:
     """Record a fix as `who` may make it (blocking: call it in a thread from async code)."""
     fields = [f for f in ("type", "color") if f in body.model_fields_set]
@@ -315,7 +324,7 @@ def apply_fix(st: AppState, who: Principal, body: FixIn) -> ImageOut:
             raise HTTPException(404, f"unknown image {body.image_key!r}") from exc
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
-    return image_out(st, body.image_key, advertiser)
+    return image_out(st, body.image_key, advertiser, who)
 
 
 State = Annotated[AppState, Depends(state)]
@@ -400,12 +409,12 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     ) -> list[FixOut]:
         """The fix history, oldest first: the input of the next retraining."""
         advertiser = check_advertiser(who, advertiser)
-        return [_fix_out(f) for f in st.store.fixes(advertiser=advertiser, since=since)]
+        return [_fix_out(f) for f in fix_history(st, who, advertiser, since=since)]
 
     @app.get("/v1/images/{image_key}", response_model=ImageOut, tags=["images"])
     async def image(image_key: str, st: State, who: Caller, advertiser: str | None = None) -> ImageOut:
         """An image's answer as `advertiser` sees it, with its fix history."""
-        return image_out(st, image_key, check_image(st, who, image_key, advertiser))
+        return image_out(st, image_key, check_image(st, who, image_key, advertiser), who)
 
     @app.get("/v1/models", tags=["models"])
     async def models(st: State, who: Caller) -> dict[str, Any]:
@@ -481,7 +490,7 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     return app
 
 
-def image_out(st: AppState, image_key: str, advertiser: str | None) -> ImageOut:
+def image_out(st: AppState, image_key: str, advertiser: str | None, who: Principal) -> ImageOut:
     ans = st.store.answers([image_key], advertiser).get(image_key)
     if ans is None:
         raise HTTPException(404, f"unknown image {image_key!r}")
@@ -493,5 +502,5 @@ def image_out(st: AppState, image_key: str, advertiser: str | None) -> ImageOut:
         source=ans.source,
         scores=Scores(**{k: ans.scores.get(k, {}) for k in ("type", "color")}),
         model_version=ans.model_version,
-        history=[_fix_out(f) for f in st.store.fixes(advertiser=advertiser, content_key=image_key)],
+        history=[_fix_out(f) for f in fix_history(st, who, advertiser, content_key=image_key)],
     )

@@ -307,6 +307,10 @@ def test_fix_history_filters(store: Store) -> None:
     assert [f.field for f in store.fixes(field="type")] == ["type", "type"]
     assert [f.actor for f in store.fixes(advertiser="a")] == ["a1", "s"]  # its own and the global ones
     assert [f.actor for f in store.fixes(advertiser="b", own_only=True)] == ["s", "b1"]
+    store.see("a", "https://cdn.x/1.jpg", K1)
+    assert [f.actor for f in store.fixes(advertiser="a", shown_by="a")] == ["a1"]  # s fixed K2, which a never showed
+    store.see("a", "https://cdn.x/2.jpg", K2)
+    assert [f.actor for f in store.fixes(advertiser="a", shown_by="a")] == ["a1", "s"]
     later = datetime.now(UTC) + timedelta(minutes=1)
     assert len(store.fixes(until=later)) == 3
     assert store.fixes(until=datetime.now(UTC) - timedelta(minutes=1)) == []

@@ -410,3 +410,28 @@ def test_the_listing_is_read_once_while_nothing_changes(
     site.store.skip_many("a", [(f"{site.cdn}/img/a/car0.jpg?name=web-car0", "timeout", None)])
     assert "skipped: timeout" in app_client.get("/advertisers/a?skipped=1").text
     assert reads == ["a", "a", "a"]
+
+
+def test_an_advertiser_reads_no_other_advertisers_fixes(site: Site, app_client: TestClient) -> None:
+    """A staff fix of an image only b shows stays out of a's history; on the image both show, a
+    reads the fix but not the name of the advertiser it was made for."""
+    b_only = next(k for k, _u in ((k, u) for k, u in _b_images(site)) if not site.store.seen_by("a", k))
+    shared = site.keys["car0"]
+    for key, comment in ((b_only, "secret of b"), (shared, "fixed for b")):
+        site.store.add_fix(
+            key, "type", "Stock", actor="ana", role="staff", scope="global", advertiser="b", comment=comment
+        )
+    sign_in(app_client, "a")
+    page = app_client.get("/fixes")
+    assert "secret of b" not in page.text
+    assert "fixed for b" in page.text
+    rows = list(csv.DictReader(io.StringIO(app_client.get("/fixes.csv").text)))
+    assert [(r["comment"], r["advertiser"]) for r in rows] == [("fixed for b", "")]
+    api = app_client.get("/v1/fixes", headers={"Authorization": f"Bearer {KEYS['a'].key}"}).json()
+    assert [(f["comment"], f["advertiser"]) for f in api] == [("fixed for b", None)]
+    sign_in(app_client, "staff")
+    assert "secret of b" in app_client.get("/fixes").text
+
+
+def _b_images(site: Site) -> list[tuple[str, str]]:
+    return [(k, u) for k, rows in site.store.sightings(site.store.inventory("b")).items() for _adv, u in rows]

@@ -625,12 +625,14 @@ class Store:
         actor: str | None = None,
         field: str | None = None,
         own_only: bool = False,
+        shown_by: str | None = None,
     ) -> list[FixRecord]:
         """The fix history, oldest first. An advertiser sees its own fixes and the global ones.
 
         Args:
             own_only: with `advertiser`, leave out the global fixes (staff filtering by advertiser).
             until: exclusive upper bound on the fix's time.
+            shown_by: only fixes of images this advertiser shows (what an advertiser may read).
         """
         q = select(Fix).order_by(Fix.created_at, Fix.id)
         if advertiser is not None:
@@ -647,6 +649,8 @@ class Store:
             q = q.where(Fix.actor == actor)
         if field is not None:
             q = q.where(Fix.field == field)
+        if shown_by is not None:
+            q = q.where(Fix.content_key.in_(select(Sighting.content_key).where(Sighting.advertiser == shown_by)))
         return [_fix_record(f) for f in self._all(q)]
 
     def fixed_phashes(self, advertiser: str | None) -> list[tuple[str, int]]:

@@ -39,6 +39,7 @@ from lotlens.api import (
     apply_fix,
     check_advertiser,
     check_image,
+    fix_history,
     require_admin,
     require_staff,
     state,
@@ -578,7 +579,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         just = None
         if updated:
             ans = (await asyncio.to_thread(st.store.answers, [updated], advertiser)).get(updated)
-            history = await asyncio.to_thread(st.store.fixes, advertiser, None, updated)
+            history = await asyncio.to_thread(fix_history, st, v.who, advertiser, content_key=updated)
             if ans is not None:
                 just = {"answer": ans, "history": history[-4:][::-1]}
         return render(
@@ -647,7 +648,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
                 "box": _box_style(box, info.width, info.height),
                 "sightings": seen,
                 "header_keys": hkeys,
-                "history": st.store.fixes(advertiser=adv, content_key=image_key)[::-1],
+                "history": fix_history(st, v.who, adv, content_key=image_key)[::-1],
                 "picture": _thumb_url(image_key, 640, adv) if kept else (seen[0].url if seen else None),
             }
 
@@ -685,7 +686,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         f: Annotated[FixQuery, Depends(fix_query)],
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     ) -> Response:
-        rows = (await asyncio.to_thread(lambda: st.store.fixes(**f.store_args)))[::-1]  # newest first
+        rows = (await asyncio.to_thread(lambda: fix_history(st, v.who, **f.store_args)))[::-1]  # newest first
         size = 200
         pages = max(1, math.ceil(len(rows) / size))
         page = min(page, pages)
@@ -703,8 +704,8 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         )
 
     @r.get("/fixes.csv")
-    async def fixes_csv(st: State, f: Annotated[FixQuery, Depends(fix_query)]) -> Response:
-        rows = await asyncio.to_thread(lambda: st.store.fixes(**f.store_args))
+    async def fixes_csv(st: State, v: Who, f: Annotated[FixQuery, Depends(fix_query)]) -> Response:
+        rows = await asyncio.to_thread(lambda: fix_history(st, v.who, **f.store_args))
         name = f"lotlens-fixes-{datetime.now(UTC):%Y%m%d-%H%M}.csv"
         return StreamingResponse(
             _csv_rows(rows),
