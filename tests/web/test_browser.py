@@ -78,12 +78,13 @@ def test_an_advertiser_cannot_open_another_advertisers_page(page: Page, site: Si
     assert response.status == 403
 
 
-def test_staff_accept_a_review_candidate_from_the_keyboard(page: Page, site: Site) -> None:
+def test_staff_judge_review_candidates_from_the_keyboard(page: Page, site: Site) -> None:
     sign_in(page, "staff", "/review")
     items = page.get_by_test_id("review-item")
     expect(items).to_have_count(2)
     expect(items.first).to_contain_text("conflict")  # conflicts first
     expect(items.first).to_have_class(re.compile("selected"))
+    page.screenshot(path=str(SCREENSHOTS / "review-queue.png"), full_page=True)
     page.keyboard.press("j")  # to the doubted label
     expect(items.nth(1)).to_have_class(re.compile("selected"))
     page.keyboard.press("a")
@@ -91,6 +92,17 @@ def test_staff_accept_a_review_candidate_from_the_keyboard(page: Page, site: Sit
     expect(page.get_by_test_id("review-item")).to_have_count(1)
     [accepted] = ReviewQueue(site.store).items(status="accepted")
     assert (accepted.field, accepted.decided_value, accepted.decided_by) == ("color", "Green", "ana (staff)")
+    # the conflict left: l focuses its label list, Enter relabels
+    conflict = page.get_by_test_id("review-item")
+    page.keyboard.press("l")
+    labels = conflict.get_by_label("new label")
+    expect(labels).to_be_focused()
+    labels.select_option("Stock")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("Relabelled.")
+    expect(page.get_by_text("Nothing to review.")).to_be_visible()
+    [relabelled] = ReviewQueue(site.store).items(status="relabelled")
+    assert (relabelled.kind, relabelled.decided_value) == ("conflict", "Stock")
 
 
 def test_admin_promotes_a_model(page: Page, site: Site) -> None:

@@ -435,3 +435,26 @@ def test_an_advertiser_reads_no_other_advertisers_fixes(site: Site, app_client: 
 
 def _b_images(site: Site) -> list[tuple[str, str]]:
     return [(k, u) for k, rows in site.store.sightings(site.store.inventory("b")).items() for _adv, u in rows]
+
+
+def test_sign_out_ends_the_session(app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    assert app_client.post("/signout", data={"csrf": "wrong" * 5}).status_code == 403
+    res = app_client.post("/signout", data={"csrf": csrf}, follow_redirects=False)
+    assert res.headers["location"] == "/signin"
+    assert 'lotlens_session=""' in res.headers["set-cookie"]
+    assert app_client.get("/advertisers/a", follow_redirects=False).status_code == 303
+
+
+def test_a_long_review_queue_shows_the_most_urgent_first(
+    site: Site, app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lotlens.web import pages
+
+    monkeypatch.setattr(pages, "REVIEW_PAGE", 1)
+    sign_in(app_client, "staff")
+    page = app_client.get("/review")
+    assert "2 items, the first 1 shown" in page.text
+    assert len(re.findall(r'data-testid="review-item"', page.text)) == 1
+    assert "conflict" in page.text

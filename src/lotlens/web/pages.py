@@ -56,6 +56,7 @@ from lotlens.web.session import COOKIE, SIGNIN_COOKIE, Sessions, Viewer, new_tok
 SOURCES = ("model", "cache", "manual")
 FILTERS = ("type", "color", "source", "low", "skipped", "vehicle", "page")
 THUMB_SIDES = (160, 320, 640)
+REVIEW_PAGE = 200
 NOTICES = {
     "unchanged": ("info", "Nothing changed: the form held the current answer."),
     "accepted": ("ok", "Accepted."),
@@ -723,7 +724,8 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         error: Annotated[str, Query(max_length=16)] = "",
     ) -> Response:
         require_staff(v.who)
-        items = await asyncio.to_thread(ReviewQueue(st.store).items, dataset or None, status or None)
+        everything = await asyncio.to_thread(ReviewQueue(st.store).items, dataset or None, status or None)
+        items = everything[:REVIEW_PAGE]  # the most urgent first; deciding them brings up the next
         datasets = sorted({i.dataset for i in await asyncio.to_thread(ReviewQueue(st.store).items, None, None)})
         kept = ImageFolder(st.settings.data_dir) if st.settings.keep_images else None
         thumbs = {
@@ -735,6 +737,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
             v,
             "review.html",
             items=items,
+            total=len(everything),
             thumbs=thumbs,
             datasets=datasets,
             dataset=dataset or "",
