@@ -514,3 +514,17 @@ def test_thumbnail_keeps_the_decode_limits() -> None:
         thumbnail_jpeg(buf.getvalue(), 160, max_pixels=5)
     with pytest.raises(ImageDecodeError):
         thumbnail_jpeg(b"not an image", 160)
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_as_they_were() -> None:
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 200, 30)).save(buf, "JPEG")
+    data = buf.getvalue()
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(8) as pool:
+        sizes = list(pool.map(lambda _: len(thumbnail_jpeg(data, 160)), range(200)))
+    assert min(sizes) > 0
+    assert warnings.filters == before

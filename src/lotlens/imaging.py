@@ -8,6 +8,7 @@ straight to about the size the models need. Anything unusable raises `ImageDecod
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 
 import numpy as np
@@ -21,6 +22,7 @@ RGBArray = NDArray[np.uint8]
 DEFAULT_MAX_PIXELS = 50_000_000
 # Every model input is at most 300 px a side (detector 300, backbone 224): decode to at least this.
 MODEL_SIDE = 320
+_WARNINGS = threading.Lock()
 
 
 def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBArray:
@@ -39,7 +41,9 @@ def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = 
     """
     if not data:
         raise ImageDecodeError("empty", "no bytes")
-    with warnings.catch_warnings():
+    # catch_warnings swaps the process-wide filter list: one decode at a time may do it (the pages
+    # cut thumbnails in worker threads).
+    with _WARNINGS, warnings.catch_warnings():
         # Our own limit is checked below; Pillow's warning must not leak out or abort early.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         # Nor must its complaints about damaged metadata ("Corrupt EXIF data"): the pixels are what count.
