@@ -18,12 +18,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from lotlens import __version__
 from lotlens.config import ApiKey, Settings
@@ -334,6 +335,20 @@ Caller = Annotated[Principal, Depends(principal)]
 # -- the app --------------------------------------------------------------------------------------
 
 
+STORE_RETRY_SECONDS = 5
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """A database error (a restart, a failover): 503 with Retry-After; nothing was half-written,
+    since every store call is one transaction."""
+    log.warning("store error on %s: %s", request.url.path, exc)
+    return JSONResponse(
+        {"detail": "the store is not answering; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_SECONDS)},
+    )
+
+
 def load_store(settings: Settings) -> Store:
     return Store.from_url(settings.resolved_database_url())
 
@@ -359,6 +374,8 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         lifespan=lifespan,
         description="Type and color tags for car dealers' inventory photos.",
     )
+
+    app.add_exception_handler(DBAPIError, store_unavailable)
 
     @app.middleware("http")
     async def count(request: Request, call_next: Any) -> Response:

@@ -458,3 +458,26 @@ def test_a_long_review_queue_shows_the_most_urgent_first(
     assert "2 items, the first 1 shown" in page.text
     assert len(re.findall(r'data-testid="review-item"', page.text)) == 1
     assert "conflict" in page.text
+
+
+def test_a_database_outage_is_a_503_to_retry_on_pages_and_api(
+    site: Site, app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    sign_in(app_client, "a")
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(site.store, "inventory_version", down)
+    monkeypatch.setattr(site.store, "answers", down)
+    page = app_client.get("/advertisers/a")
+    assert page.status_code == 503
+    assert page.headers["retry-after"] == "5"
+    assert "Try again in a moment" in page.text
+    api = app_client.get(f"/v1/images/{site.keys['car0']}", headers={"Authorization": f"Bearer {KEYS['a'].key}"})
+    assert api.status_code == 503
+    assert api.json() == {"detail": "the store is not answering; retry shortly"}
+    monkeypatch.undo()
+    assert app_client.get("/advertisers/a").status_code == 200

@@ -31,9 +31,11 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lotlens.api import (
+    STORE_RETRY_SECONDS,
     AppState,
     FixIn,
     apply_fix,
@@ -43,6 +45,7 @@ from lotlens.api import (
     require_admin,
     require_staff,
     state,
+    store_unavailable,
 )
 from lotlens.errors import ImageDecodeError
 from lotlens.imaging import thumbnail_jpeg
@@ -858,6 +861,21 @@ def add_pages(app: FastAPI) -> None:
             return await http_exception_handler(request, exc)
         v = sessions(request).viewer(request.cookies.get(COOKIE))
         return render(request, v, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
+
+    @app.exception_handler(DBAPIError)
+    async def store_error(request: Request, exc: DBAPIError) -> Response:
+        if not _is_page(request):
+            return await store_unavailable(request, exc)
+        page = render(
+            request,
+            None,
+            "error.html",
+            503,
+            status=503,
+            detail="The database is not answering. Nothing was lost: reload the page in a few seconds.",
+        )
+        page.headers["Retry-After"] = str(STORE_RETRY_SECONDS)
+        return page
 
     @app.exception_handler(RequestValidationError)
     async def form_error(request: Request, exc: RequestValidationError) -> Response:
