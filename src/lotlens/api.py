@@ -153,6 +153,9 @@ class Principal:
         return self.role in STAFF_ROLES or (self.advertiser is not None and self.advertiser == advertiser)
 
 
+LOCAL_ADMIN = Principal("local", "admin")  # no keys configured: serve binds to localhost only
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -249,7 +252,7 @@ def find_key(settings: Settings, token: str) -> ApiKey | None:
 def principal(request: Request, st: Annotated[AppState, Depends(state)]) -> Principal:
     """The caller, from `Authorization: Bearer <key>`."""
     if not st.settings.api_keys:
-        return Principal("local", "admin")
+        return LOCAL_ADMIN
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     found = find_key(st.settings, token)
     if found is None or scheme.lower() != "bearer":
@@ -295,8 +298,9 @@ def fix_history(st: AppState, who: Principal, advertiser: str | None, **filters:
     return [f if f.advertiser == who.advertiser else replace(f, advertiser=None) for f in rows]
 
 
-def apply_fix(st: AppState, who: Principal, body: FixIn) -> ImageOut:
-    """Record a fix as `who` may make it (blocking: call it in a thread from async code)."""
+def record_fix(st: AppState, who: Principal, body: FixIn) -> str | None:
+    """Record a fix as `who` may make it; return the advertiser whose view it changed (blocking:
+    call it in a thread from async code)."""
     fields = [f for f in ("type", "color") if f in body.model_fields_set]
     if not fields:
         raise HTTPException(422, "a fix needs a type or a color")
@@ -325,7 +329,7 @@ def apply_fix(st: AppState, who: Principal, body: FixIn) -> ImageOut:
             raise HTTPException(404, f"unknown image {body.image_key!r}") from exc
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
-    return image_out(st, body.image_key, advertiser, who)
+    return advertiser
 
 
 State = Annotated[AppState, Depends(state)]
@@ -415,7 +419,11 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     @app.post("/v1/fixes", status_code=201, response_model=ImageOut, tags=["fixes"])
     async def add_fix(body: FixIn, st: State, who: Caller) -> ImageOut:
         """Record a manual fix of type and/or color; returns the image's new answer and history."""
-        return await asyncio.to_thread(apply_fix, st, who, body)
+
+        def fix_and_answer() -> ImageOut:
+            return image_out(st, body.image_key, record_fix(st, who, body), who)
+
+        return await asyncio.to_thread(fix_and_answer)
 
     @app.get("/v1/fixes", response_model=list[FixOut], tags=["fixes"])
     async def list_fixes(

@@ -94,6 +94,11 @@ class ReviewQueue:
         with self._session() as s:
             return [_record(r) for r in s.scalars(q)]
 
+    def datasets(self) -> list[str]:
+        """The datasets that have review items, by name."""
+        with self._session() as s:
+            return list(s.scalars(select(ReviewItem.dataset).distinct().order_by(ReviewItem.dataset)))
+
     def decide(self, item_id: int, action: str, actor: str, value: str | None = None) -> ReviewRecord:
         """Accept (the candidate label), reject (keep it out), or relabel (with `value`).
 

@@ -15,7 +15,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
@@ -35,18 +35,20 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lotlens.api import (
+    LOCAL_ADMIN,
     STORE_RETRY_SECONDS,
     AppState,
     FixIn,
-    apply_fix,
     check_advertiser,
     check_image,
     fix_history,
+    record_fix,
     require_admin,
     require_staff,
     state,
     store_unavailable,
 )
+from lotlens.config import Settings
 from lotlens.errors import ImageDecodeError
 from lotlens.imaging import thumbnail_jpeg
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
@@ -101,9 +103,7 @@ def viewer(request: Request, s: Annotated[Sessions, Depends(sessions)]) -> Viewe
         return found
     if s.open:  # local mode: a session (for its CSRF token) without signing in
         cookie, csrf = s.issue(None)
-        v = s.viewer(cookie)
-        assert v is not None
-        return Viewer(v.who, csrf, cookie)
+        return Viewer(LOCAL_ADMIN, csrf, cookie)
     if request.method != "GET":
         raise HTTPException(403, "your session has ended: sign in again")
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -175,55 +175,59 @@ def _day(value: str | None, name: str) -> date | None:
 # -- the inventory --------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Card:
     """One inventory URL as the page shows it."""
 
     url: str
     key: str | None
     vehicle_id: str | None
-    last_seen: datetime
     skipped: str | None
     type: str | None = None
     color: str | None = None
     source: str | None = None
-    type_score: float | None = None
-    color_score: float | None = None
-    manual: tuple[str, ...] = ()
-    thumb: str = ""
-    model_version: str | None = None
-
-    @property
-    def confidence(self) -> float | None:
-        scores = [s for s in (self.type_score, self.color_score) if s is not None]
-        return min(scores) if scores else None  # as _lowest_score, from the card's own fields
+    confidence: float | None = None  # the model's score for the weaker field it made
+    thumb: str | None = None
 
 
-def _card(row: Listed, ans: Answer | None, kept: ImageFolder | None) -> Card:
-    c = Card(row.url, row.content_key, row.vehicle_id, row.last_seen, row.skipped)
+def _card(row: Listed, ans: Answer | None, settings: Settings) -> Card:
     if ans is None:
-        c.thumb = row.url
-        return c
-    c.type, c.color, c.manual, c.model_version = ans.type, ans.color, ans.manual, ans.model_version
-    c.source = "manual" if ans.manual else (row.source if row.source in ("model", "cache") else "model")
-    if "type" not in ans.manual and ans.type:
-        c.type_score = ans.scores.get("type", {}).get(ans.type)
-    if "color" not in ans.manual and ans.color:
-        c.color_score = ans.scores.get("color", {}).get(ans.color)
-    c.thumb = _thumb_url(row.content_key or "", 320) if kept and kept.path(row.content_key or "").exists() else row.url
-    return c
+        return Card(row.url, row.content_key, row.vehicle_id, row.skipped)
+    return Card(
+        row.url,
+        row.content_key,
+        row.vehicle_id,
+        row.skipped,
+        ans.type,
+        ans.color,
+        _source(row, ans),
+        _lowest_score(ans),
+        _kept_thumb(settings, ans.content_key, 320) or row.url,
+    )
 
 
-def _thumb_url(key: str, side: int, advertiser: str | None = None) -> str:
+def _source(row: Listed, ans: Answer) -> str:
+    """manual when a fix decides a field, else how the latest scrape was answered."""
+    return "manual" if ans.manual else (row.source if row.source in ("model", "cache") else "model")
+
+
+def _kept_thumb(settings: Settings, key: str, side: int, advertiser: str | None = None) -> str | None:
+    """The thumbnail URL when the image's bytes are kept, else None (the page uses the CDN's URL)."""
+    if not settings.keep_images or not ImageFolder(settings.data_dir).path(key).exists():
+        return None
     q = f"?side={side}" + (f"&advertiser={quote(advertiser)}" if advertiser else "")
     return f"/images/{quote(key)}/thumb{q}"
+
+
+def _inventory_url(advertiser: str) -> str:
+    return f"/advertisers/{quote(advertiser, safe='')}"
 
 
 @dataclass
 class Inventory:
     matched: list[tuple[Listed, Answer | None]]
-    counts: dict[str, int] = field(default_factory=dict)
-    kept: ImageFolder | None = None
+    counts: dict[str, int]
+    settings: Settings
 
     @property
     def total(self) -> int:
@@ -231,7 +235,7 @@ class Inventory:
 
     def cards(self, start: int, stop: int) -> list[Card]:
         """Cards for one page only: the thumbnails' file checks are per shown card."""
-        return [_card(row, ans, self.kept) for row, ans in self.matched[start:stop]]
+        return [_card(row, ans, self.settings) for row, ans in self.matched[start:stop]]
 
 
 class ListingCache:
@@ -268,20 +272,19 @@ def inventory(st: AppState, advertiser: str, filters: dict[str, Any], cache: Lis
     out = []
     for row in rows:
         ans = answers.get(row.content_key) if row.content_key else None
+        lowest = _lowest_score(ans) if ans is not None else None
+        is_low = lowest is not None and lowest < low
         if ans is not None and ans.type:
             counts[ans.type] += 1
-            lowest = _lowest_score(ans)
-            if lowest is not None and lowest < low:
-                counts["low"] += 1
+            counts["low"] += is_low
         if row.skipped:
             counts["skipped"] += 1
-        if _matches(row, ans, filters, low):
+        if _matches(row, ans, filters, is_low):
             out.append((row, ans))
-    kept = ImageFolder(st.settings.data_dir) if st.settings.keep_images else None
-    return Inventory(out, counts, kept)
+    return Inventory(out, counts, st.settings)
 
 
-def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], low: float) -> bool:
+def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], is_low: bool) -> bool:
     if f["skipped"] and not row.skipped:
         return False
     if f["vehicle"] and f["vehicle"].lower() not in (row.vehicle_id or "").lower():
@@ -294,13 +297,9 @@ def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], low: float) -> 
         return False
     if f["color"] and (ans.color or "none") != f["color"]:
         return False
-    source = "manual" if ans.manual else (row.source if row.source in ("model", "cache") else "model")
-    if f["source"] and source != f["source"]:
+    if f["source"] and _source(row, ans) != f["source"]:
         return False
-    if f["low"]:
-        lowest = _lowest_score(ans)
-        return lowest is not None and lowest < low
-    return True
+    return is_low if f["low"] else True
 
 
 def _lowest_score(ans: Answer) -> float | None:
@@ -510,11 +509,11 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         if v.staff:
             return see_other("/advertisers")
         if v.who.advertiser:
-            return see_other(f"/advertisers/{quote(v.who.advertiser, safe='')}")
+            return see_other(_inventory_url(v.who.advertiser))
         return see_other("/fixes")
 
     @r.get("/signin", response_class=HTMLResponse)
-    async def signin_form(request: Request, s: Annotated[Sessions, Depends(sessions)], next: str = "/") -> Response:
+    async def signin_form(request: Request, next: str = "/") -> Response:
         token = request.cookies.get(SIGNIN_COOKIE) or new_token()
         page = render(request, None, "signin.html", next=_local_path(next), token=token, error=None)
         page.set_cookie(SIGNIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/signin")
@@ -551,7 +550,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
     @r.get("/advertisers", response_class=HTMLResponse)
     async def advertisers(request: Request, st: State, v: Who) -> Response:
         if not v.staff and v.who.advertiser:
-            return see_other(f"/advertisers/{quote(v.who.advertiser, safe='')}")
+            return see_other(_inventory_url(v.who.advertiser))
         require_staff(v.who)
         rows = await asyncio.to_thread(st.store.advertisers)
         return render(request, v, "advertisers.html", rows=rows)
@@ -607,7 +606,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
     async def fix(advertiser: str, st: State, v: Who, form: Annotated[FixForm, Form()]) -> Response:
         check_csrf(v, form.csrf)
         check_image(st, v.who, form.image_key, advertiser)
-        back = f"/advertisers/{quote(advertiser, safe='')}?{_filters_from(form.back)}".rstrip("?")
+        back = f"{_inventory_url(advertiser)}?{_filters_from(form.back)}".rstrip("?")
         current = (await asyncio.to_thread(st.store.answers, [form.image_key], advertiser)).get(form.image_key)
         if current is None:
             raise HTTPException(404, f"unknown image {form.image_key!r}")
@@ -621,7 +620,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
             comment=form.comment or None,
             **changes,
         )
-        await asyncio.to_thread(apply_fix, st, v.who, body)
+        await asyncio.to_thread(record_fix, st, v.who, body)
         return see_other(back, updated=form.image_key)
 
     @r.get("/images/{image_key}", response_class=HTMLResponse)
@@ -644,7 +643,6 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
             seen = st.store.sightings_of(image_key, None if v.staff else v.who.advertiser)
             urls = {s.url for s in seen}
             hkeys = [h for h in st.store.header_keys_of(image_key) if v.staff or h.url in urls]
-            kept = st.settings.keep_images and ImageFolder(st.settings.data_dir).path(image_key).exists()
             return {
                 "answer": ans,
                 "info": info,
@@ -653,7 +651,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
                 "sightings": seen,
                 "header_keys": hkeys,
                 "history": fix_history(st, v.who, adv, content_key=image_key)[::-1],
-                "picture": _thumb_url(image_key, 640, adv) if kept else (seen[0].url if seen else None),
+                "picture": _kept_thumb(st.settings, image_key, 640, adv) or (seen[0].url if seen else None),
             }
 
         data = await asyncio.to_thread(load)
@@ -729,12 +727,8 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         require_staff(v.who)
         everything = await asyncio.to_thread(ReviewQueue(st.store).items, dataset or None, status or None)
         items = everything[:REVIEW_PAGE]  # the most urgent first; deciding them brings up the next
-        datasets = sorted({i.dataset for i in await asyncio.to_thread(ReviewQueue(st.store).items, None, None)})
-        kept = ImageFolder(st.settings.data_dir) if st.settings.keep_images else None
-        thumbs = {
-            i.content_key: _thumb_url(i.content_key, 160) if kept and kept.path(i.content_key).exists() else None
-            for i in items
-        }
+        datasets = await asyncio.to_thread(ReviewQueue(st.store).datasets)
+        thumbs = {i.content_key: _kept_thumb(st.settings, i.content_key, 160) for i in items}
         return render(
             request,
             v,

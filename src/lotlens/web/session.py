@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from lotlens.api import Principal, find_key
+from lotlens.api import LOCAL_ADMIN, Principal, find_key
 from lotlens.config import ApiKey, Settings
 
 COOKIE = "lotlens_session"
@@ -78,7 +78,7 @@ class Sessions:
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
         if self.open:
-            return Viewer(Principal("local", "admin"), data["c"])
+            return Viewer(LOCAL_ADMIN, data["c"])
         found = None
         for k in self.settings.api_keys:  # no early exit, as for the API's key check
             if hmac.compare_digest(self._fingerprint(k), str(data.get("k", ""))):
