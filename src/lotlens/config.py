@@ -40,6 +40,15 @@ class Settings(BaseSettings):
         default_factory=dict, description='per advertiser: {"adv": "content"} forces content keys'
     )
     max_batch: int = Field(default=1000, gt=0, description="images per /v1/classify request")
+    max_body_bytes: int = Field(
+        default=8_000_000, gt=0, description="largest request body accepted (checked while it streams in)"
+    )
+    batch_deadline: float = Field(
+        default=60.0, gt=0, description="seconds a /v1/classify batch may take; what is left is skipped as `deadline`"
+    )
+    decode_memory: int = Field(
+        default=512_000_000, gt=0, description="bytes of full-size decodes in flight at once (large PNGs wait)"
+    )
     api_keys: list[ApiKey] = Field(default_factory=list, description='JSON: [{"name", "key", "role"}]')
     host: str = Field(default="127.0.0.1", description="serve: address to bind")
     port: int = Field(default=8000, gt=0, lt=65536, description="serve: port")
