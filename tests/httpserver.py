@@ -15,6 +15,7 @@ from synth import car, jpeg
 IMAGE = jpeg(car("Red", "white", 1))
 HITS: dict[str, int] = {}
 ETAGS: dict[str, str] = {}  # path -> the ETag /img/ serves it with (tests that change headers in place)
+RAW_TARGETS: list[str] = []  # request targets of /raw/, exactly as they reached the server
 NAMES: dict[str, str] = {}  # path -> the IMAGES entry /img/ serves there (tests that change bytes in place)
 
 
@@ -65,6 +66,9 @@ class Handler(BaseHTTPRequestHandler):
             if "salt" in query:  # new bytes, same picture: decoders ignore what follows the JPEG's end
                 body += query["salt"][0].encode()
             self._send(200, body, "image/jpeg", head, extra, "lm" in query)
+        elif path.startswith("/raw/"):
+            RAW_TARGETS.append(self.path)
+            self._send(200, IMAGE, "image/jpeg", head)
         elif path in ("/car.jpg", "/etag/car.jpg"):
             self._send(200, IMAGE, "image/jpeg", head, {"ETag": '"v1"'} if path.startswith("/etag") else {})
         elif path == "/weak/car.jpg":

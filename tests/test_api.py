@@ -198,3 +198,20 @@ def test_review_endpoints(client: TestClient, server: str) -> None:
     assert client.post("/v1/review/999", json={"action": "reject"}, headers=auth("staff")).status_code == 404
     assert client.post(f"/v1/review/{item['id']}", json={"action": "accept"}, headers=auth("staff")).status_code == 422
     assert client.post(f"/v1/review/{item['id']}", json={"action": "burn"}, headers=auth("staff")).status_code == 422
+
+
+def test_odd_colors_and_urls_never_fail_the_batch(client: TestClient, server: str) -> None:
+    images = [
+        {"url": f"{server}/img/o1.jpg?name=blue&etag=%22o1%22", "color": "Beige"},
+        {"url": f"{server}/img/o2.jpg?name=blue&etag=%22o2%22", "color": "Silver"},
+        {"url": "http://[fd00::1]/x.jpg"},
+        {"url": "javascript:alert(1)", "vehicle_id": "v" * 500},
+        {"url": f"{server}/redirect?to=http://127.0.0.1:99999/x.jpg"},
+    ]
+    for _ in range(2):  # the second time from the cache: it must not fail either
+        r = client.post("/v1/classify", json={"advertiser": "a", "images": images}, headers=auth("a"))
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert [x["status"] for x in results] == ["ok", "ok", "skipped", "skipped", "skipped"]
+        assert [x["scraped_color"] for x in results[:2]] == ["Beige", "Silver"]
+        assert results[1]["color"] in ("Grey", None)  # Silver is Grey (None only if a Placeholder)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lotlens.config import Settings
 from lotlens.errors import FetchError
 from lotlens.fetch import Fetched, Fetcher, address_allowed, sniff_image
 
-from httpserver import HITS, IMAGE
+from httpserver import HITS, IMAGE, RAW_TARGETS
 
 FAST = {"fetch_backoff": 0.01, "fetch_total_timeout": 5.0, "max_image_bytes": 20_000}
 
@@ -162,14 +165,97 @@ def test_dns_failure() -> None:
         "169.254.169.254",
         "192.168.0.1",
         "::1",
+        "::",
         "fc00::1",
+        "fd00::1",
         "224.0.0.1",
         "0.0.0.0",
         "::ffff:127.0.0.1",
+        "192.0.0.8",  # IETF protocol assignments, "global" to Python
+        "192.0.0.170",
+        "100.64.0.1",
+        "198.18.0.1",
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b:1::808:808",  # local-use NAT64: whatever is inside
+        "2002:808:808::1",  # 6to4, even of a public address
+        "2002:a00:1::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "::a00:1",  # IPv4-compatible
+        "::ffff:0:a00:1",  # IPv4-translated
+        "fec0::1",  # site-local
+        "fe80::1",
+        "fe80::1%eth0",
+        "ff02::1",
+        "2001:db8::1",
+        "not an address",
     ],
 )
 def test_private_and_special_addresses_are_not_allowed(address: str) -> None:
     assert not address_allowed(address)
+
+
+DENIED_V4 = [
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+]  # fmt: skip
+
+
+def _embeddings(v4: ipaddress.IPv4Address) -> list[str]:
+    n = int(v4)
+    teredo = (0x20010000 << 96) | (int(ipaddress.IPv4Address("198.51.100.1")) << 64) | (0xFFFFFFFF ^ n)
+    return [
+        str(v4),
+        f"::ffff:{v4}",  # IPv4-mapped
+        str(ipaddress.IPv6Address(n)),  # IPv4-compatible
+        str(ipaddress.IPv6Address((0x0064FF9B << 96) | n)),  # NAT64 well-known prefix
+        str(ipaddress.IPv6Address((0x0064FF9B0001 << 80) | n)),  # local-use NAT64
+        str(ipaddress.IPv6Address((0x2002 << 112) | (n << 80) | 1)),  # 6to4
+        str(ipaddress.IPv6Address(teredo)),  # Teredo (client address inverted)
+    ]
+
+
+@given(st.sampled_from(DENIED_V4).flatmap(lambda net: st.integers(0, ipaddress.IPv4Network(net).num_addresses - 1).map(
+    lambda i, net=net: ipaddress.IPv4Network(net)[i])))  # fmt: skip
+def test_a_denied_ipv4_is_denied_in_every_ipv6_form(v4: ipaddress.IPv4Address) -> None:
+    for form in _embeddings(v4):
+        assert not address_allowed(form), form
+
+
+@given(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address))
+def test_embedded_forms_never_allow_more_than_the_ipv4_itself(v4: ipaddress.IPv4Address) -> None:
+    for form in _embeddings(v4)[1:]:
+        assert not address_allowed(form) or address_allowed(str(v4)), form
+
+
+@given(st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address))
+def test_only_global_unicast_ipv6_outside_the_special_ranges_is_allowed(ip: ipaddress.IPv6Address) -> None:
+    if address_allowed(str(ip)):
+        assert ip in ipaddress.IPv6Network("2000::/3") or ip.ipv4_mapped is not None or ip in NAT64
+        assert not any(ip in ipaddress.IPv6Network(n) for n in ("2002::/16", "2001::/32", "2001:db8::/32"))
+
+
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def test_the_nat64_and_mapped_forms_of_a_public_address_are_allowed() -> None:
+    assert address_allowed("64:ff9b::808:808")
+    assert address_allowed("::ffff:8.8.8.8")
+
+
+@pytest.mark.parametrize("address", ["192.0.0.8", "64:ff9b::a00:1", "fec0::1", "2002:a00:1::1"])
+def test_the_guard_refuses_a_name_that_resolves_into_a_special_range(address: str) -> None:
+    async def resolver(host: str, _port: int) -> list[str]:
+        return [address]
+
+    async def main() -> str:
+        async with Fetcher(Settings(**FAST), resolver=resolver) as f:
+            try:
+                await f.get("http://cdn.test/x.jpg")
+            except FetchError as exc:
+                return exc.reason
+            return "fetched"
+
+    assert asyncio.run(main()) == "blocked_address"
 
 
 def test_public_address_is_allowed() -> None:
@@ -177,9 +263,32 @@ def test_public_address_is_allowed() -> None:
     assert address_allowed("2606:2800:220:1:248:1893:25c8:1946")
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/a.jpg", "file:///etc/passwd", "not a url"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/a.jpg",
+        "file:///etc/passwd",
+        "not a url",
+        "javascript:alert(1)",
+        "http://example.com:99999/a.jpg",
+        "http://example.com:port/a.jpg",
+        "http://[fd00::1/a.jpg",
+    ],
+)
 def test_bad_urls(url: str) -> None:
     assert reason(url) == "bad_url"
+
+
+def test_a_redirect_to_a_bad_port_is_a_bad_url(server: str) -> None:
+    assert reason(f"{server}/redirect?to=http://127.0.0.1:99999/x.jpg") == "bad_url"
+
+
+def test_the_url_is_fetched_exactly_as_given(server: str) -> None:
+    """Signed CDN and S3 URLs break when their encoding changes: %2F, //, + stay as they are."""
+    target = "/raw/a%2Fb//c.jpg?sig=a%2Fb+c&x=1&A=%7e"
+    got = get(f"{server}{target}")
+    assert got.data == IMAGE
+    assert target in RAW_TARGETS
 
 
 def test_sniffs_formats() -> None:

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from lotlens.labels import COLORS, PLACEHOLDER, RARE_COLORS, TYPES, normalise_color, normalise_type
+from lotlens.labels import (
+    COLOR_SYNONYMS,
+    COLORS,
+    PLACEHOLDER,
+    RARE_COLORS,
+    TYPES,
+    UNMAPPED_COLORS,
+    normalise_color,
+    normalise_type,
+    scraped_color,
+)
 
 
 def test_label_sets_are_fixed_and_unique() -> None:
@@ -53,13 +65,55 @@ def test_legacy_no_color_values_are_none(value: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("gray", "Grey"), ("Gray", "Grey"), ("SILVER", "Grey"), (" maroon ", "Burgundy"), ("Violet", "Purple")],
+    [
+        ("gray", "Grey"),
+        ("Gray", "Grey"),
+        ("SILVER", "Grey"),
+        ("Silver Metallic", "Grey"),
+        ("Dark Graphite Metallic", "Grey"),
+        ("charcoal", "Grey"),
+        (" maroon ", "Burgundy"),
+        ("Wine", "Burgundy"),
+        ("bordeaux", "Burgundy"),
+        ("Navy", "Blue"),
+        ("light blue", "Blue"),
+        ("Blue Pearl", "Blue"),
+        ("Pearl White", "White"),
+        ("Mineral White", "White"),
+        ("Soul Red Crystal", "Red"),
+        ("Bronze Brown", "Brown"),
+        ("Violet", "Purple"),
+        ("Midnight Black Metallic", "Black"),
+    ],
 )
-def test_color_aliases(value: str, expected: str) -> None:
+def test_color_synonyms(value: str, expected: str) -> None:
     assert normalise_color(value) == expected
+    assert scraped_color(value) == expected
 
 
-@pytest.mark.parametrize("value", ["Beige", "Gold", "Redd", "light blue", "N-A"])
+@pytest.mark.parametrize(
+    "value", ["Beige", "Gold", "Champagne", "two-tone", "Two Tone", "Black/Red", "Red & White", "Rose Gold", "Teal"]
+)
+def test_deliberately_unmapped_scraped_colors_give_none(value: str) -> None:
+    assert scraped_color(value) is None
+
+
+@given(st.text(max_size=40))
+def test_scraped_color_never_raises_and_names_a_palette_color_or_none(value: str) -> None:
+    assert scraped_color(value) in (*COLORS, None)
+
+
+@given(st.sampled_from(sorted(COLOR_SYNONYMS)), st.sampled_from(["", " metallic", " Pearl", "  "]))
+def test_every_synonym_maps_whatever_its_case_and_finish(word: str, finish: str) -> None:
+    assert scraped_color(word.upper() + finish) == COLOR_SYNONYMS[word]
+
+
+def test_the_synonym_table_names_only_palette_colors_and_never_an_unmapped_one() -> None:
+    assert set(COLOR_SYNONYMS.values()) <= set(COLORS)
+    assert not set(COLOR_SYNONYMS) & UNMAPPED_COLORS
+
+
+@pytest.mark.parametrize("value", ["Beige", "Gold", "Redd", "N-A", "Black/Red"])
 def test_unknown_color_raises(value: str) -> None:
     with pytest.raises(ValueError, match="unknown color") as info:
         normalise_color(value)

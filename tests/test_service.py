@@ -12,12 +12,13 @@ import pytest
 
 from lotlens.config import Settings
 from lotlens.fetch import Fetcher
-from lotlens.labels import TYPES
+from lotlens.labels import COLORS, TYPES
 from lotlens.service import Item, Result, Service
 from lotlens.store import Store
 from lotlens.vision import Pipeline
 
-from httpserver import ETAGS, HITS, NAMES
+from fakes import FakePipeline
+from httpserver import ETAGS, HITS, NAMES, RAW_TARGETS
 
 
 @pytest.fixture
@@ -229,3 +230,57 @@ def test_a_cdn_that_keeps_its_etag_over_new_bytes_is_caught_by_verification(serv
     service.settings.verify_fraction = 0.0
     [after] = classify(service, "adv", url)  # content keys only from now on: a GET every time
     assert (after.image_key, service.last_stats.gets, service.last_stats.heads) == (caught.image_key, 1, 0)
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Service:
+    """A service over a pipeline whose answers the test sets (every image a Dealer photo)."""
+    settings = Settings(data_dir=tmp_path, allow_private_addresses=True, fetch_retries=0, verify_fraction=0.0)
+    return Service(settings, Store.from_url(settings.resolved_database_url()), lambda: FakePipeline())  # type: ignore[arg-type,return-value]
+
+
+def test_scraped_colors_outside_the_palette_never_fail_the_batch(scripted: Service, server: str) -> None:
+    service = scripted
+    colors = ["Beige", "Silver", "Black/Red", "Navy Metallic", "x" * 300, "\0odd"]
+    items = [Item(f"{server}/img/sc{i}.jpg?name=blue&etag=%22sc{i}%22", color=c) for i, c in enumerate(colors)]
+    for attempt in ("first", "cached"):
+        results = classify(service, "adv", *items)
+        assert [r.status for r in results] == ["ok"] * len(colors), attempt
+        assert [r.scraped_color for r in results] == colors
+        beige, silver, two, navy, long, odd = results
+        assert (silver.color, navy.color) == ("Grey", "Blue")  # synonyms answer as the palette color
+        for r in (beige, two, long, odd):  # unmapped: the model's color, the scraped value beside it
+            assert r.color in COLORS
+            assert r.scores["color"], "the color model predicted"
+
+
+def test_odd_urls_are_skipped_one_by_one_and_the_good_image_is_answered(service: Service, server: str) -> None:
+    odd = [
+        "http://[fd00::1/x.jpg",
+        "http://h.test:99999/x.jpg",
+        f"{server}/redirect?to=http://127.0.0.1:99999/x.jpg",
+        "javascript:alert(1)",
+        "",
+        "http://h.test/" + "a" * 10_000,
+        "http://h.test/\0.jpg",
+    ]
+    good = f"{server}/img/good.jpg?name=car"
+    results = classify(service, "adv", *odd, good)
+    assert results[-1].status == "ok"
+    assert results[-1].type in TYPES
+    assert [r.status for r in results[:-1]] == ["skipped"] * len(odd)
+    assert {r.reason for r in results[:-1]} == {"bad_url"}
+
+
+def test_an_ipv6_literal_is_one_skipped_image(service: Service, server: str) -> None:
+    results = classify(service, "adv", "http://[fd00::1]/x.jpg", f"{server}/img/v6.jpg?name=car")
+    assert results[0].status == "skipped"
+    assert results[0].reason in ("connection", "timeout", "blocked_address")
+    assert results[1].status == "ok"
+
+
+def test_the_service_fetches_the_url_as_given_and_keys_it_normalised(service: Service, server: str) -> None:
+    target = "/raw/svc%2Fb//c.jpg?sig=a%2Fb+c&x=1"
+    results = classify(service, "adv", f"{server}{target}")
+    assert results[0].status == "ok"
+    assert target in RAW_TARGETS

@@ -49,12 +49,77 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+# Special-purpose ranges (IANA registries, RFC 6890 and later), denied by list rather than by
+# Python's idea of "global", which has let through 192.0.0.8 and the IPv6 transition ranges.
+_DENIED_V4 = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24",
+        "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+        "224.0.0.0/4", "240.0.0.0/4",
+    )
+)  # fmt: skip
+_DENIED_V6 = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "::/96",  # IPv4-compatible (deprecated), :: and ::1 among them
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+        "64:ff9b:1::/48",  # local-use NAT64: the mapping is the network's own
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments, Teredo (2001::/32) among them
+        "2001:db8::/32", "3fff::/20",  # documentation
+        "2002::/16",  # 6to4 (deprecated; relays reach any IPv4 inside)
+        "5f00::/16",  # SRv6 SIDs
+        "fc00::/7",  # unique local
+        "fe80::/10", "fec0::/10",  # link-local, site-local (deprecated)
+        "ff00::/8",  # multicast
+    )
+)  # fmt: skip
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped and -compatible, NAT64 (well-known
+    prefix), 6to4, and Teredo (server and client)."""
+    out = []
+    n = int(ip)
+    if ip.ipv4_mapped is not None:
+        out.append(ip.ipv4_mapped)
+    if n >> 32 == 0 and n > 1:  # ::a.b.c.d
+        out.append(ipaddress.IPv4Address(n & 0xFFFFFFFF))
+    if ip in _NAT64:
+        out.append(ipaddress.IPv4Address(n & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        out.append(ip.sixtofour)
+    if ip.teredo is not None:
+        out.extend(ip.teredo)
+    return out
+
+
 def address_allowed(address: str) -> bool:
-    """True for public unicast addresses; loopback, private, link-local, multicast, reserved: False."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    """True only for public unicast addresses.
+
+    Denied: every special-purpose range (loopback, private, shared, link-local, documentation,
+    benchmarking, IETF assignments, multicast, reserved, unique and site local, and the IPv6
+    transition ranges 6to4, Teredo, IPv4-compatible and local-use NAT64), and any address whose
+    embedded IPv4 (IPv4-mapped, NAT64 64:ff9b::/96) is itself denied.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # a scoped address ("fe80::1%eth0") or not an address at all
+    if isinstance(ip, ipaddress.IPv4Address):
+        return not any(ip in net for net in _DENIED_V4)
+    if any(ip in net for net in _DENIED_V6):
+        return False
+    inner = embedded_ipv4(ip)
+    if inner:
+        return all(address_allowed(str(v4)) for v4 in inner)
+    return ip in _GLOBAL_UNICAST_V6
+
+
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -63,6 +128,22 @@ async def system_resolver(host: str, port: int) -> list[str]:
     except socket.gaierror as exc:
         raise FetchError("dns", f"{host}: {exc.strerror}") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def checked_url(url: str) -> SplitResult:
+    """`url` split, if it is absolute http(s) with a well-formed host and port.
+
+    Raises:
+        FetchError: reason `bad_url`.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a port out of range or not a number
+    except ValueError as exc:
+        raise FetchError("bad_url", f"{url[:200]!r}: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError("bad_url", url[:200])
+    return parts
 
 
 @dataclass(frozen=True)
@@ -146,14 +227,15 @@ class Fetcher:
 
     async def _follow(self, url: str, method: str) -> Fetched:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise FetchError("bad_url", url)
-            host = parts.hostname
+            parts = checked_url(url)
+            host = parts.hostname or ""
             async with self._global, self._per_host[host]:
                 resp = await self._request(method, parts)
             if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
-                url = str(httpx.URL(url).join(resp.headers["location"]))
+                try:
+                    url = str(httpx.URL(url).join(resp.headers["location"]))
+                except httpx.InvalidURL as exc:
+                    raise FetchError("bad_url", f"redirect to {resp.headers['location']!r}") from exc
                 continue
             return resp
         raise FetchError("too_many_redirects", url)

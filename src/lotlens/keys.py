@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,28 +24,35 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalise_url(url: str) -> str:
-    """A canonical form of `url`: lower-case scheme and host, no default port, no fragment,
+    """A canonical form of `url`, for keys only (fetch the URL as given: signed CDN and S3 URLs
+    break when their encoding changes): lower-case scheme and host, no default port, no fragment,
     resolved dot segments, consistent percent-encoding, sorted query without tracking parameters.
+    An IPv6 literal keeps its brackets.
 
     Raises:
-        ValueError: for a URL that is not absolute http(s).
+        ValueError: for a URL that is not absolute http(s), or whose port or host is malformed.
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"malformed URL {url!r}: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an absolute http(s) URL: {url!r}")
     host = parts.hostname.lower().rstrip(".")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"bad port in {url!r}") from exc
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = posixpath.normpath(unquote(parts.path)) if parts.path else "/"
-    if parts.path.endswith("/") and not path.endswith("/"):
-        path += "/"
-    path = quote(path.replace("//", "/"), safe="/:@!$&'()*+,;=-._~")
+    # An encoded slash is data, not a separator (S3 keys): it survives as %2F.
+    # Bytes, so that an encoding that is not UTF-8 (%E4) keeps its own key.
+    raw = unquote_to_bytes(re.sub("%2f", "\0", parts.path, flags=re.IGNORECASE))
+    path = posixpath.normpath(raw) if raw else b"/"
+    if raw.endswith(b"/") and not path.endswith(b"/"):
+        path += b"/"
+    path_text = quote(path.replace(b"//", b"/"), safe="/:@!$&'()*+,;=-._~\0").replace("\0", "%2F")
     query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in TRACKING_PARAMS)
-    return urlunsplit((scheme, netloc, path, urlencode(query, quote_via=quote), ""))
+    return urlunsplit((scheme, netloc, path_text, urlencode(query, quote_via=quote), ""))
 
 
 def strong_etag(value: str | None) -> str | None:

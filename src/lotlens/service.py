@@ -21,7 +21,7 @@ from lotlens.errors import FetchError, ImageDecodeError
 from lotlens.fetch import Fetched, Fetcher
 from lotlens.imaging import decode
 from lotlens.keys import content_key, hamming, header_key, normalise_url, perceptual_hash
-from lotlens.labels import PLACEHOLDER, normalise_color
+from lotlens.labels import PLACEHOLDER, scraped_color
 from lotlens.store import Answer, Store
 from lotlens.store.images import ImageFolder
 from lotlens.vision import Pipeline
@@ -29,13 +29,26 @@ from lotlens.vision import Pipeline
 log = logging.getLogger(__name__)
 
 
+MAX_URL = 8192
+MAX_VEHICLE_ID = 128
+
+
 @dataclass(frozen=True)
 class Item:
-    """One image of a request; `color` is a color configured in the scrape (then not predicted)."""
+    """One image of a request; `color` is the color the scrape says (a palette color or synonym is
+    answered as is; any other value is kept beside the answer and the model predicts)."""
 
     url: str
     vehicle_id: str | None = None
     color: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.vehicle_id is not None:  # an odd vehicle id is stored cleaned, never a failed batch
+            object.__setattr__(self, "vehicle_id", printable(self.vehicle_id, MAX_VEHICLE_ID) or None)
+
+    @property
+    def known_color(self) -> str | None:
+        return scraped_color(self.color)
 
 
 @dataclass
@@ -52,10 +65,25 @@ class Result:
     scores: dict[str, Any] = field(default_factory=lambda: {"type": {}, "color": {}})
     model_version: str | None = None
     near_duplicate_of: str | None = None
+    scraped_color: str | None = None  # the color the scrape gave, as given
 
     def skip(self, reason: str) -> Result:
         self.status, self.reason = "skipped", reason
         return self
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` without control characters (PostgreSQL refuses NUL), cut to `limit` characters."""
+    return "".join(c for c in text[: limit * 2] if c >= " " and c != "\x7f")[:limit]
+
+
+def _internal(result: Result, exc: BaseException, what: str) -> None:
+    """An error no image should cause (a bug, or a library raising what it should not): logged
+    with its traceback, and that one image skipped, never the batch."""
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, CancelledError, SystemExit: not the image's doing
+    log.error("%s of %s failed unexpectedly", what, result.url[:200], exc_info=exc)
+    result.skip(f"internal_error: {type(exc).__name__}")
 
 
 @dataclass
@@ -110,11 +138,15 @@ class Service:
         """Answer every item, in order, with this batch's own figures (safe for concurrent batches)."""
         stats = BatchStats()
         pipeline = self._pipeline()  # the batch finishes on the model it started with
-        results = [Result(it.url) for it in items]
-        urls: dict[int, str] = {}
+        results = [Result(it.url, scraped_color=it.color) for it in items]
+        urls: dict[int, str] = {}  # the normalised URL: keys and the inventory
+        given: dict[int, str] = {}  # the URL as given: what is fetched (signed URLs break when re-encoded)
         for i, it in enumerate(items):
             try:
+                if len(it.url) > MAX_URL or "\0" in it.url:
+                    raise ValueError("too long or has a NUL")
                 urls[i] = normalise_url(it.url)
+                given[i] = it.url.strip()
             except ValueError:
                 results[i].skip("bad_url")
         mode = self.settings.key_modes.get(advertiser, "auto")
@@ -125,7 +157,7 @@ class Service:
                 hosts = {urlsplit(u).hostname or "" for u in urls.values()}
                 trusted = self.store.trusted_hosts(hosts)
                 want = [i for i, u in urls.items() if mode == "header" or (urlsplit(u).hostname or "") in trusted]
-                heads = await asyncio.gather(*(fetcher.head(urls[i]) for i in want), return_exceptions=True)
+                heads = await asyncio.gather(*(fetcher.head(given[i]) for i in want), return_exceptions=True)
                 stats.heads += len(want)
                 for i, h in zip(want, heads, strict=True):
                     if isinstance(h, Fetched):
@@ -141,7 +173,7 @@ class Service:
                     ):
                         results[i].skip(h.reason)  # a GET would fail the same way
                     elif not isinstance(h, FetchError):
-                        raise h
+                        _internal(results[i], h, "HEAD")
             # 2. One batched lookup by header key.
             known = self.store.lookup_header_keys(hkeys.values())
             ckeys: dict[int, str] = {i: known[k] for i, k in hkeys.items() if k in known}
@@ -153,7 +185,7 @@ class Service:
             verify = {i for i in sorted(done) if self._rng.random() < self.settings.verify_fraction}
             todo = [i for i in urls if (i not in done or i in verify) and results[i].status == "ok"]
             t0 = time.perf_counter()
-            got = await asyncio.gather(*(fetcher.get(urls[i]) for i in todo), return_exceptions=True)
+            got = await asyncio.gather(*(fetcher.get(given[i]) for i in todo), return_exceptions=True)
             stats.fetch_seconds = time.perf_counter() - t0
             stats.gets += len(todo)
         fetched: dict[int, Fetched] = {}
@@ -172,7 +204,7 @@ class Service:
             elif isinstance(g, FetchError):
                 results[i].skip(g.reason)
             else:
-                raise g
+                _internal(results[i], g, "GET")
         # 4. Content keys.
         for i, f in fetched.items():
             ckeys[i] = content_key(f.data)
@@ -211,7 +243,7 @@ class Service:
         self.store.skip_many(
             advertiser,
             [
-                (urls.get(i, it.url), results[i].reason or "unknown", it.vehicle_id)
+                (urls.get(i) or printable(it.url, MAX_URL), results[i].reason or "unknown", it.vehicle_id)
                 for i, it in enumerate(items)
                 if results[i].status == "skipped"
             ],
@@ -243,7 +275,7 @@ class Service:
         near: dict[str, tuple[str, dict[str, Any]]] = {}
         for start in range(0, len(order), self.settings.batch_size):
             chunk = order[start : start + self.settings.batch_size]
-            with_color = [normalise_color(items[i].color) is None for i in chunk]
+            with_color = [items[i].known_color is None for i in chunk]
             t0 = time.perf_counter()
             try:
                 preds = await asyncio.to_thread(pipeline.classify, [images[i] for i in chunk], with_color)
@@ -288,7 +320,7 @@ class Service:
             for f, v in near[1].items():
                 setattr(r, f, v)
             r.source = "manual"
-        known_color = normalise_color(item.color)
+        known_color = item.known_color
         if known_color and "color" not in a.manual:
             r.color = known_color
         if r.type == PLACEHOLDER:

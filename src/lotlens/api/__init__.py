@@ -44,14 +44,24 @@ STAFF_ROLES = ("staff", "admin")
 # -- schemas --------------------------------------------------------------------------------------
 
 
+# An odd URL, vehicle id or color is one image's problem (skipped, cleaned, or kept beside the
+# answer), never a 422 for the whole batch: these limits only bound memory.
 class ImageIn(BaseModel):
-    url: str = Field(min_length=1, max_length=4096)
-    vehicle_id: str | None = Field(default=None, max_length=128)
-    color: str | None = Field(default=None, max_length=32, description="a color configured in the scrape")
+    url: str = Field(max_length=65536, description="fetched exactly as given; a bad one is skipped as `bad_url`")
+    vehicle_id: str | None = Field(default=None, max_length=4096, description="cut to 128 characters")
+    color: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="the color the scrape says: a palette color or a synonym is answered as is, "
+        "any other value is kept in `scraped_color` and the model predicts",
+    )
+
+
+ADVERTISER = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
 class ClassifyIn(BaseModel):
-    advertiser: str = Field(min_length=1, max_length=128)
+    advertiser: str = ADVERTISER
     images: list[ImageIn]
 
 
@@ -71,6 +81,7 @@ class ResultOut(BaseModel):
     scores: Scores
     model_version: str | None
     near_duplicate_of: str | None = None
+    scraped_color: str | None = None
 
 
 class ClassifyOut(BaseModel):
