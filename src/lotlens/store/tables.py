@@ -188,3 +188,14 @@ class AnswerCount(Base):
     type: Mapped[str] = mapped_column(String(16), primary_key=True)
     source: Mapped[str] = mapped_column(String(8), primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class IdempotencyKey(Base):
+    """A request made with an `Idempotency-Key`: its retries within 24 h replay it, never repeat it."""
+
+    __tablename__ = "idempotency_keys"
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)  # the API key's name and the endpoint
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    fix_ids: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
