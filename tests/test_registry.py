@@ -147,5 +147,7 @@ def test_models_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shown = json.loads(runner.invoke(app, ["models", "show", version]).stdout)
     assert shown["promotions"][0]["reason"] == "first"
     assert runner.invoke(app, ["models", "promote", "nope", "--reason", "x"]).exit_code == 3  # not found
-    assert runner.invoke(app, ["models", "rollback", "--reason", "x"]).exit_code == 5  # conflict: nothing to roll back to
+    assert (
+        runner.invoke(app, ["models", "rollback", "--reason", "x"]).exit_code == 5
+    )  # conflict: nothing to roll back to
     assert runner.invoke(app, ["models", "show", "nope"]).exit_code == 2

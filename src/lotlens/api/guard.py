@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from fastapi import HTTPException
 from starlette.datastructures import Headers
 
 from lotlens.config import Settings
@@ -24,6 +23,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # answer, not a reset connection) within these bounds, then the connection is closed.
 DRAIN_BYTES = 256 * 1024 * 1024
 DRAIN_SECONDS = 2.0
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _problem(status: int, code: str, detail: str, extra: Sequence[tuple[bytes, bytes]]) -> tuple[Message, Message]:
@@ -67,22 +79,21 @@ class RequestGuard:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._answer(send, receive, 413, "too_large", f"the body may hold at most {self.limit} bytes")
             return
-        await self.app(scope, self._capped(receive), send)
-
-    def _capped(self, receive: Receive) -> Receive:
-        seen = 0
-        limit = self.limit
-
-        async def capped() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:  # a chunked body that says nothing of its size
-                    raise HTTPException(413, f"the body may hold at most {limit} bytes")
-            return message
-
-        return capped
+        if declared is None and headers.get("transfer-encoding"):
+            # A body that says nothing of its size: read it here, up to the limit, then hand it on.
+            body, more = bytearray(), True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > self.limit:
+                    await self._answer(send, receive, 413, "too_large", f"the body may hold at most {self.limit} bytes")
+                    return
+            await self.app(scope, _replay(bytes(body), receive), send)
+            return
+        await self.app(scope, receive, send)
 
     async def _answer(
         self,
