@@ -190,11 +190,6 @@ def check_fix(changes: dict[str, str | None], scope: str, advertiser: str | None
     return out
 
 
-def _aware(t: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time lotlens stores is UTC."""
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def _fix_record(f: Fix) -> FixRecord:
     return FixRecord(
         f.id,
@@ -764,7 +759,7 @@ class Store:
         owner, key, digest = idempotency
         with self._session() as s:
             row = s.get(IdempotencyKey, (owner, key))
-            if row is None or _aware(row.created_at) < now() - timedelta(hours=IDEMPOTENCY_HOURS):
+            if row is None or row.created_at < now() - timedelta(hours=IDEMPOTENCY_HOURS):
                 return None
             if row.request_sha256 != digest:
                 raise Conflict("this Idempotency-Key was used for another request within 24 h", "idempotency_conflict")

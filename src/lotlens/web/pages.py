@@ -64,10 +64,26 @@ NOTICES = {
 # -- page helpers ---------------------------------------------------------------------------------
 
 
+def web_url(url: str | None) -> str | None:
+    """`url` when a browser may follow it (http or https), else None: a scraped `javascript:` or
+    `data:` URL is shown as text, never as a link."""
+    if not url:
+        return None
+    scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
+    return url if scheme in ("http", "https") else None
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with = + - @ TAB or CR would run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("lotlens.web", "templates"), autoescape=select_autoescape())
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
-    env.filters["when"] = lambda t: "" if t is None else t.strftime("%Y-%m-%d %H:%M")
+    env.filters["when"] = lambda t: "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    env.filters["web_url"] = web_url
     env.filters["short"] = lambda k: (k or "")[:14]
     env.globals.update(TYPES=TYPES, COLORS=COLORS, SOURCES=SOURCES, PLACEHOLDER=PLACEHOLDER)
     return Jinja2Templates(env=env)
@@ -192,7 +208,7 @@ def _card(row: Listed, ans: Answer | None, settings: Settings) -> Card:
         ans.color,
         _source(row, ans),
         _lowest_score(ans),
-        _kept_thumb(settings, ans.content_key, 320) or row.url,
+        _kept_thumb(settings, ans.content_key, 320) or web_url(row.url),
     )
 
 
@@ -405,18 +421,20 @@ def _csv_rows(fixes: list[FixRecord]) -> Iterator[str]:
     for f in fixes:
         w.writerow(
             [
-                f.id,
-                f.created_at.isoformat(),
-                f.content_key,
-                f.advertiser or "",
-                f.field,
-                f.old_value or "",
-                f.new_value or "",
-                f.actor,
-                f.role,
-                f.scope,
-                # a spreadsheet runs a cell that starts with = + - @ as a formula: make it text
-                ("'" + f.comment) if f.comment and f.comment[0] in "=+-@" else (f.comment or ""),
+                csv_cell(v)
+                for v in (
+                    f.id,
+                    f.created_at.isoformat(),
+                    f.content_key,
+                    f.advertiser,
+                    f.field,
+                    f.old_value,
+                    f.new_value,
+                    f.actor,
+                    f.role,
+                    f.scope,
+                    f.comment,
+                )
             ]
         )
         if buf.tell() > 64_000:
@@ -545,7 +563,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         rows = await asyncio.to_thread(st.store.advertisers)
         return render(request, v, "advertisers.html", rows=rows)
 
-    @r.get("/advertisers/{advertiser}", response_class=HTMLResponse)
+    @r.get("/advertisers/{advertiser:path}", response_class=HTMLResponse)
     async def advertiser_page(
         request: Request,
         advertiser: str,
@@ -592,7 +610,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
             low=st.settings.low_confidence,
         )
 
-    @r.post("/advertisers/{advertiser}/fix")
+    @r.post("/advertisers/{advertiser:path}/fix")
     async def fix(advertiser: str, st: State, v: Who, form: Annotated[FixForm, Form()]) -> Response:
         check_csrf(v, form.csrf)
         back = f"{_inventory_url(advertiser)}?{_filters_from(form.back)}".rstrip("?")
@@ -631,7 +649,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
                 "sightings": seen,
                 "header_keys": hkeys,
                 "history": st.access.fix_history(v.who, adv, content_key=image_key)[::-1],
-                "picture": _kept_thumb(st.settings, image_key, 640, adv) or (seen[0].url if seen else None),
+                "picture": _kept_thumb(st.settings, image_key, 640, adv) or (web_url(seen[0].url) if seen else None),
             }
 
         data = await asyncio.to_thread(load)
