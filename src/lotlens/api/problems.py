@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lotlens.errors import Conflict, InvalidInput, LotlensError, NotFound, PermissionDenied
 
@@ -61,7 +62,7 @@ def problem(status: int, code: str, detail: Any, headers: dict[str, str] | None 
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, StarletteHTTPException)  # FastAPI's own, routing's 404 and 405
     code = getattr(exc, "code", None) or CODES.get(exc.status_code, f"http_{exc.status_code}")
     return problem(exc.status_code, code, exc.detail, dict(exc.headers or {}))
 
@@ -100,7 +101,7 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 HANDLERS = {
-    HTTPException: http_error,
+    StarletteHTTPException: http_error,
     RequestValidationError: validation_error,
     DBAPIError: store_error,
     LotlensError: domain_error,
