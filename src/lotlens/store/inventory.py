@@ -1,0 +1,267 @@
+"""Who shows what: sightings and skips per advertiser, the inventory listing, image details for
+the pages, and the daily answer counts the watch reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from lotlens.store.engine import StoreBase, now
+from lotlens.store.records import HeaderKeyRecord, ImageInfo, Listed, PredictionRecord, SightingRecord
+from lotlens.store.tables import AnswerCount, Fix, HeaderKey, Image, Prediction, Sighting, Skip
+
+
+class InventoryQueries(StoreBase):
+    def see(self, advertiser: str, url: str, content_key: str, vehicle_id: str | None = None) -> None:
+        """Record that `advertiser` shows `content_key` at `url` (its inventory)."""
+        self.see_many(advertiser, [(url, content_key, vehicle_id, None)])
+
+    def see_many(self, advertiser: str, rows: Sequence[tuple[str, str, str | None, str | None]]) -> None:
+        """`see` for a whole batch of (url, content key, vehicle id, answer source), in one transaction.
+
+        A URL answered now is no longer skipped.
+        """
+        if not rows:
+            return
+        latest = {url: (key, vehicle, source) for url, key, vehicle, source in rows}
+        with self._session.begin() as s:
+            q = select(Sighting).where(Sighting.advertiser == advertiser, Sighting.url.in_(list(latest)))
+            known = {row.url: row for row in s.scalars(q.with_for_update())}
+            q_skips = select(Skip.url, Skip.vehicle_id).where(Skip.advertiser == advertiser, Skip.url.in_(list(latest)))
+            skipped: dict[str, str | None] = dict(s.execute(q_skips).all())
+            t = now()
+            for url, (key, vehicle, source) in latest.items():
+                row = known.get(url)
+                vehicle = vehicle or skipped.get(url)
+                if row is None:
+                    s.add(
+                        Sighting(
+                            advertiser=advertiser,
+                            url=url,
+                            content_key=key,
+                            vehicle_id=vehicle,
+                            first_seen=t,
+                            last_seen=t,
+                            source=source,
+                        )
+                    )
+                else:
+                    row.content_key, row.last_seen = key, t
+                    row.vehicle_id = vehicle or row.vehicle_id
+                    row.source = source or row.source
+            if skipped:
+                s.execute(delete(Skip).where(Skip.advertiser == advertiser, Skip.url.in_(list(skipped))))
+
+    def skip_many(self, advertiser: str, rows: Sequence[tuple[str, str, str | None]]) -> None:
+        """Record the (url, reason, vehicle id) of a batch's skipped images, for the inventory page."""
+        latest = {url: (reason, vehicle) for url, reason, vehicle in rows}
+        if not latest:
+            return
+        with self._session.begin() as s:
+            q = select(Skip).where(Skip.advertiser == advertiser, Skip.url.in_(list(latest)))
+            known = {row.url: row for row in s.scalars(q.with_for_update())}
+            t = now()
+            for url, (reason, vehicle) in latest.items():
+                row = known.get(url)
+                if row is None:
+                    s.add(
+                        Skip(
+                            advertiser=advertiser,
+                            url=url,
+                            reason=reason[:64],
+                            vehicle_id=vehicle,
+                            first_seen=t,
+                            last_seen=t,
+                        )
+                    )
+                else:
+                    row.reason, row.last_seen = reason[:64], t
+                    row.vehicle_id = vehicle or row.vehicle_id
+
+    def seen_by(self, advertiser: str, content_key: str) -> bool:
+        """True when `advertiser` has shown this image (an advertiser may only see its own)."""
+        with self._session() as s:
+            q = select(Sighting.url).where(Sighting.advertiser == advertiser, Sighting.content_key == content_key)
+            return s.scalars(q.limit(1)).first() is not None
+
+    def sightings(self, content_keys: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """content key -> [(advertiser, url)], oldest sighting first."""
+        keys = list(set(content_keys))
+        out: dict[str, list[tuple[str, str]]] = {k: [] for k in keys}
+        if not keys:
+            return out
+        q = select(Sighting).where(Sighting.content_key.in_(keys)).order_by(Sighting.first_seen, Sighting.url)
+        with self._session() as s:
+            for row in s.scalars(q):
+                out[row.content_key].append((row.advertiser, row.url))
+        return out
+
+    def phashes(self, content_keys: Iterable[str]) -> dict[str, int]:
+        keys = list(set(content_keys))
+        if not keys:
+            return {}
+        with self._session() as s:
+            q = select(Image.content_key, Image.phash).where(Image.content_key.in_(keys), Image.phash.is_not(None))
+            return {k: int(h) for k, h in s.execute(q).all() if h is not None}
+
+    def all_images(self) -> list[str]:
+        """Every content key an advertiser shows, in key order."""
+        with self._session() as s:
+            return list(s.scalars(select(Sighting.content_key).distinct().order_by(Sighting.content_key)))
+
+    def fixed_keys(self, content_keys: Iterable[str]) -> set[str]:
+        """The keys among `content_keys` that have any manual fix."""
+        keys = list(set(content_keys))
+        if not keys:
+            return set()
+        with self._session() as s:
+            return set(s.scalars(select(Fix.content_key).where(Fix.content_key.in_(keys)).distinct()))
+
+    def predicted_by(self, content_keys: Iterable[str], model_version: str) -> set[str]:
+        """The keys among `content_keys` that already have a prediction by `model_version`."""
+        keys = list(set(content_keys))
+        if not keys:
+            return set()
+        with self._session() as s:
+            q = select(Prediction.content_key).where(
+                Prediction.content_key.in_(keys), Prediction.model_version == model_version
+            )
+            return set(s.scalars(q))
+
+    def inventory(self, advertiser: str) -> list[str]:
+        """The content keys an advertiser shows, newest sighting first."""
+        with self._session() as s:
+            return list(
+                s.scalars(
+                    select(Sighting.content_key)
+                    .where(Sighting.advertiser == advertiser)
+                    .order_by(Sighting.last_seen.desc())
+                )
+            )
+
+    def listing(self, advertiser: str) -> list[Listed]:
+        """Every URL of the advertiser's inventory, answered or skipped, newest scrape first."""
+        sq = select(Skip.url, Skip.reason, Skip.vehicle_id, Skip.first_seen, Skip.last_seen).where(
+            Skip.advertiser == advertiser
+        )
+        q = select(
+            Sighting.url,
+            Sighting.content_key,
+            Sighting.vehicle_id,
+            Sighting.first_seen,
+            Sighting.last_seen,
+            Sighting.source,
+        ).where(Sighting.advertiser == advertiser)
+        with self._session() as s:
+            skips = {row.url: row for row in s.execute(sq)}
+            rows = s.execute(q).all()
+        out = []
+        for row in rows:
+            skip = skips.pop(row.url, None)
+            out.append(
+                Listed(
+                    row.url,
+                    row.content_key,
+                    row.vehicle_id,
+                    row.first_seen,
+                    max(row.last_seen, skip.last_seen) if skip else row.last_seen,
+                    row.source,
+                    skip.reason if skip else None,
+                )
+            )
+        for skip in skips.values():
+            out.append(Listed(skip.url, None, skip.vehicle_id, skip.first_seen, skip.last_seen, None, skip.reason))
+        out.sort(key=lambda r: (r.last_seen, r.url), reverse=True)
+        return out
+
+    def inventory_version(self, advertiser: str) -> tuple[Any, ...]:
+        """A cheap fingerprint that changes whenever the advertiser's inventory page could: its
+        sightings and skips, and any new prediction or fix (both tables only ever grow)."""
+        with self._session() as s:
+            return (
+                *s.execute(
+                    select(func.count(), func.max(Sighting.last_seen)).where(Sighting.advertiser == advertiser)
+                ).one(),
+                *s.execute(select(func.count(), func.max(Skip.last_seen)).where(Skip.advertiser == advertiser)).one(),
+                s.scalar(select(func.max(Prediction.id))),
+                s.scalar(select(func.max(Fix.id))),
+            )
+
+    def advertisers(self) -> list[tuple[str, int, int, datetime]]:
+        """(advertiser, images, skipped URLs, latest scrape) for every advertiser seen, by name."""
+        out: dict[str, list[Any]] = {}
+        with self._session() as s:
+            q = select(Sighting.advertiser, func.count(), func.max(Sighting.last_seen)).group_by(Sighting.advertiser)
+            for adv, n, last in s.execute(q).all():
+                out[adv] = [adv, n, 0, last]
+            q = select(Skip.advertiser, func.count(), func.max(Skip.last_seen)).group_by(Skip.advertiser)
+            for adv, n, last in s.execute(q).all():
+                row = out.setdefault(adv, [adv, 0, 0, last])
+                row[2], row[3] = n, max(row[3], last)
+        return [tuple(out[k]) for k in sorted(out)]
+
+    def image_info(self, content_key: str) -> ImageInfo | None:
+        with self._session() as s:
+            row = s.get(Image, content_key)
+            if row is None:
+                return None
+            return ImageInfo(row.content_key, row.width, row.height, row.size_bytes, row.phash, row.first_seen)
+
+    def predictions(self, content_key: str) -> list[PredictionRecord]:
+        """Every model version's answer for one image, oldest first."""
+        q = (
+            select(Prediction)
+            .where(Prediction.content_key == content_key)
+            .order_by(Prediction.created_at, Prediction.id)
+        )
+        return [
+            PredictionRecord(p.model_version, p.type, p.color, dict(p.scores), p.box, p.created_at)
+            for p in self._all(q)
+        ]
+
+    def sightings_of(self, content_key: str, advertiser: str | None = None) -> list[SightingRecord]:
+        """The URLs that showed this image (only `advertiser`'s, when given), oldest first."""
+        q = select(Sighting).where(Sighting.content_key == content_key).order_by(Sighting.first_seen, Sighting.url)
+        if advertiser is not None:
+            q = q.where(Sighting.advertiser == advertiser)
+        return [SightingRecord(r.advertiser, r.url, r.vehicle_id, r.first_seen, r.last_seen) for r in self._all(q)]
+
+    def header_keys_of(self, content_key: str) -> list[HeaderKeyRecord]:
+        """The header keys that led to this image, oldest first."""
+        q = select(HeaderKey).where(HeaderKey.content_key == content_key).order_by(HeaderKey.first_seen)
+        return [HeaderKeyRecord(r.header_key, r.url, r.host, r.first_seen, r.last_seen) for r in self._all(q)]
+
+    # -- watch figures ----------------------------------------------------------------------------
+
+    def count_answers(self, advertiser: str, counts: dict[tuple[str, str, str], int], day: date | None = None) -> None:
+        """Add a batch's answers, keyed (model version, type, source), to today's counts."""
+        if not counts:
+            return
+        day = day or now().date()
+        with self._session.begin() as s:
+            for (version, type_, source), n in sorted(counts.items()):
+                stmt = self._insert(AnswerCount).values(
+                    day=day, advertiser=advertiser, model_version=version, type=type_, source=source, n=n
+                )
+                s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["day", "advertiser", "model_version", "type", "source"],
+                        set_={"n": AnswerCount.n + stmt.excluded.n},
+                    )
+                )
+
+    def answer_counts(self, since: date) -> list[tuple[date, str, str, str, str, int]]:
+        """(day, advertiser, model version, type, source, n) since `since`."""
+        q = select(
+            AnswerCount.day,
+            AnswerCount.advertiser,
+            AnswerCount.model_version,
+            AnswerCount.type,
+            AnswerCount.source,
+            AnswerCount.n,
+        ).where(AnswerCount.day >= since)
+        with self._session() as s:
+            return [tuple(r) for r in s.execute(q).all()]  # type: ignore[misc]

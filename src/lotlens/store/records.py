@@ -1,0 +1,112 @@
+"""The store's answers to callers: frozen records, never ORM objects (they outlive the session)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lotlens.store.tables import Fix
+
+
+@dataclass(frozen=True)
+class FixRecord:
+    """One row of the fix history."""
+
+    id: int
+    content_key: str
+    advertiser: str | None
+    field: str
+    old_value: str | None
+    new_value: str | None
+    actor: str
+    role: str
+    scope: str
+    comment: str | None
+    created_at: datetime
+    model_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The resolved answer for one image as one advertiser sees it."""
+
+    content_key: str
+    type: str | None
+    color: str | None
+    scores: dict[str, Any] = field(default_factory=dict)
+    box: list[int] | None = None
+    model_version: str | None = None
+    manual: tuple[str, ...] = ()  # the fields that come from fixes
+
+    @property
+    def source(self) -> str:
+        return "manual" if self.manual else "model"
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One URL of an advertiser's inventory: what it showed, and how its latest scrape went."""
+
+    url: str
+    content_key: str | None  # None: never answered (skipped from the start)
+    vehicle_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+    source: str | None  # model | cache | manual, on the latest answered scrape
+    skipped: str | None = None  # the reason, when the latest scrape of this URL was skipped
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    content_key: str
+    width: int | None  # of the decoded image the models saw (prediction boxes use these pixels)
+    height: int | None
+    size_bytes: int | None
+    phash: int | None
+    first_seen: datetime
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    model_version: str
+    type: str
+    color: str | None
+    scores: dict[str, Any]
+    box: list[int] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SightingRecord:
+    advertiser: str
+    url: str
+    vehicle_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class HeaderKeyRecord:
+    header_key: str
+    url: str
+    host: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+def fix_record(f: Fix) -> FixRecord:
+    return FixRecord(
+        f.id,
+        f.content_key,
+        f.advertiser,
+        f.field,
+        f.old_value,
+        f.new_value,
+        f.actor,
+        f.role,
+        f.scope,
+        f.comment,
+        f.created_at,
+        f.model_version,
+    )
