@@ -1,4 +1,5 @@
-"""One batch end to end, as named stages over one `Work` object per image:
+"""One batch end to end, as named stages over one `Work` object per image. Kept whole (about 500
+lines): the stages of a batch read top to bottom in one place, each a method of `Batch`.
 
     parse -> header keys (HEAD) -> lookup -> fetch misses -> content keys -> lookup again
           -> decode -> classify -> store -> record the inventory -> answers in input order

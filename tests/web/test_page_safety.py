@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from lotlens.config import Settings
 from lotlens.store import Store
 from lotlens.web import create_app
-from lotlens.web.pages import csv_cell, web_url
+from lotlens.web.common import csv_cell, web_url
 
 from fakes import FakePipeline
 

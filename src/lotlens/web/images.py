@@ -1,0 +1,89 @@
+"""One image's story: the picture with its crop box, where it was seen, every prediction, its fixes; thumbnails."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse
+
+from lotlens.errors import ImageDecodeError, NotFound
+from lotlens.imaging import thumbnail_jpeg
+from lotlens.store.images import ImageFolder
+from lotlens.web.common import THUMB_SIDES, State, Who, render, web_url
+from lotlens.web.inventory import _kept_thumb
+
+# -- the image page -------------------------------------------------------------------------------
+
+
+def _box_style(box: list[int] | None, width: int | None, height: int | None) -> str | None:
+    """The crop box as CSS percentages of the picture (boxes are in the decoded image's pixels)."""
+    if not box or not width or not height:
+        return None
+    x0, y0, x1, y1 = box
+    return (
+        f"left:{100 * x0 / width:.2f}%;top:{100 * y0 / height:.2f}%;"
+        f"width:{100 * (x1 - x0) / width:.2f}%;height:{100 * (y1 - y0) / height:.2f}%"
+    )
+
+
+router = APIRouter()
+
+
+@router.get("/images/{image_key}", response_class=HTMLResponse)
+async def image_page(
+    request: Request,
+    image_key: str,
+    st: State,
+    v: Who,
+    advertiser: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    def load() -> dict[str, Any]:
+        adv, ans = st.access.answer(v.who, image_key, advertiser)
+        info = st.store.image_info(image_key)
+        if info is None:
+            raise NotFound(f"unknown image {image_key!r}", "unknown_image")
+        preds = st.store.predictions(image_key)
+        box = next((p.box for p in reversed(preds) if p.box), None)
+        seen = st.store.sightings_of(image_key, None if v.staff else v.who.advertiser)
+        urls = {s.url for s in seen}
+        hkeys = [h for h in st.store.header_keys_of(image_key) if v.staff or h.url in urls]
+        return {
+            "advertiser": adv,
+            "answer": ans,
+            "info": info,
+            "predictions": preds[::-1],
+            "box": _box_style(box, info.width, info.height),
+            "sightings": seen,
+            "header_keys": hkeys,
+            "history": st.access.fix_history(v.who, adv, content_key=image_key)[::-1],
+            "picture": _kept_thumb(st.settings, image_key, 640, adv) or (web_url(seen[0].url) if seen else None),
+        }
+
+    data = await asyncio.to_thread(load)
+    return render(request, v, "image.html", image_key=image_key, **data)
+
+
+@router.get("/images/{image_key}/thumb")
+async def thumb(
+    image_key: str,
+    st: State,
+    v: Who,
+    side: int = 320,
+    advertiser: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    await asyncio.to_thread(st.access.image_view, v.who, image_key, advertiser)
+    if side not in THUMB_SIDES:
+        raise HTTPException(422, f"side must be one of {THUMB_SIDES}")
+    if not st.settings.keep_images:
+        raise HTTPException(404, "image bytes are not kept (keep_images is off)")
+    data = await asyncio.to_thread(ImageFolder(st.settings.data_dir).get, image_key)
+    if data is None:
+        raise HTTPException(404, "the image's bytes are not kept")
+    try:
+        jpeg = await asyncio.to_thread(thumbnail_jpeg, data, side, max_pixels=st.settings.max_pixels)
+    except ImageDecodeError as exc:
+        raise HTTPException(422, f"the kept image cannot be decoded: {exc.reason}") from exc
+    # content-addressed: the bytes behind a key never change
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=604800, immutable"})

@@ -1,0 +1,261 @@
+"""An advertiser's inventory: cards, filters, paging, fixes from the cards; staff's list of advertisers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from lotlens.access import Access, FixRequest
+from lotlens.api import AppState
+from lotlens.config import Settings
+from lotlens.labels import COLORS, PLACEHOLDER, TYPES
+from lotlens.store.images import ImageFolder
+from lotlens.store.repository import Answer, Listed
+from lotlens.web.common import FILTERS, State, Who, check_csrf, render, see_other, web_url
+
+# -- the inventory --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Card:
+    """One inventory URL as the page shows it."""
+
+    url: str
+    key: str | None
+    vehicle_id: str | None
+    skipped: str | None
+    type: str | None = None
+    color: str | None = None
+    source: str | None = None
+    confidence: float | None = None  # the model's score for the weaker field it made
+    thumb: str | None = None
+
+
+def _card(row: Listed, ans: Answer | None, settings: Settings) -> Card:
+    if ans is None:
+        return Card(row.url, row.content_key, row.vehicle_id, row.skipped)
+    return Card(
+        row.url,
+        row.content_key,
+        row.vehicle_id,
+        row.skipped,
+        ans.type,
+        ans.color,
+        _source(row, ans),
+        _lowest_score(ans),
+        _kept_thumb(settings, ans.content_key, 320) or web_url(row.url),
+    )
+
+
+def _source(row: Listed, ans: Answer) -> str:
+    """manual when a fix decides a field, else how the latest scrape was answered."""
+    return "manual" if ans.manual else (row.source if row.source in ("model", "cache") else "model")
+
+
+def _kept_thumb(settings: Settings, key: str, side: int, advertiser: str | None = None) -> str | None:
+    """The thumbnail URL when the image's bytes are kept, else None (the page uses the CDN's URL)."""
+    if not settings.keep_images or not ImageFolder(settings.data_dir).path(key).exists():
+        return None
+    q = f"?side={side}" + (f"&advertiser={quote(advertiser)}" if advertiser else "")
+    return f"/images/{quote(key)}/thumb{q}"
+
+
+def _inventory_url(advertiser: str) -> str:
+    return f"/advertisers/{quote(advertiser, safe='')}"
+
+
+@dataclass
+class Inventory:
+    matched: list[tuple[Listed, Answer | None]]
+    counts: dict[str, int]
+    settings: Settings
+
+    @property
+    def total(self) -> int:
+        return len(self.matched)
+
+    def cards(self, start: int, stop: int) -> list[Card]:
+        """Cards for one page only: the thumbnails' file checks are per shown card."""
+        return [_card(row, ans, self.settings) for row, ans in self.matched[start:stop]]
+
+
+class ListingCache:
+    """The last few advertisers' resolved listings, reused while `Store.inventory_version` stands
+    still: paging and filtering one inventory reads the store once. Each replica keeps its own."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[tuple[Any, ...], list[Listed], dict[str, Answer]]] = OrderedDict()
+
+    def get(self, st: AppState, advertiser: str) -> tuple[list[Listed], dict[str, Answer]]:
+        version = st.store.inventory_version(advertiser)
+        with self._lock:
+            hit = self._items.get(advertiser)
+            if hit is not None and hit[0] == version:
+                self._items.move_to_end(advertiser)
+                return hit[1], hit[2]
+        rows = st.store.listing(advertiser)
+        answers = st.store.answers([r.content_key for r in rows if r.content_key], advertiser)
+        with self._lock:
+            self._items[advertiser] = (version, rows, answers)
+            self._items.move_to_end(advertiser)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return rows, answers
+
+
+def inventory(st: AppState, advertiser: str, filters: dict[str, Any], cache: ListingCache) -> Inventory:
+    """The advertiser's URLs that pass the filters, with their answers (blocking: reads the store)."""
+    rows, answers = cache.get(st, advertiser)
+    low = st.settings.low_confidence
+    counts = dict.fromkeys([*TYPES, "skipped", "low"], 0)
+    out = []
+    for row in rows:
+        ans = answers.get(row.content_key) if row.content_key else None
+        lowest = _lowest_score(ans) if ans is not None else None
+        is_low = lowest is not None and lowest < low
+        if ans is not None and ans.type:
+            counts[ans.type] += 1
+            counts["low"] += is_low
+        if row.skipped:
+            counts["skipped"] += 1
+        if _matches(row, ans, filters, is_low):
+            out.append((row, ans))
+    return Inventory(out, counts, st.settings)
+
+
+def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], is_low: bool) -> bool:
+    if f["skipped"] and not row.skipped:
+        return False
+    if f["vehicle"] and f["vehicle"].lower() not in (row.vehicle_id or "").lower():
+        return False
+    if not (f["type"] or f["color"] or f["source"] or f["low"]):
+        return True
+    if ans is None:
+        return False
+    if f["type"] and ans.type != f["type"]:
+        return False
+    if f["color"] and (ans.color or "none") != f["color"]:
+        return False
+    if f["source"] and _source(row, ans) != f["source"]:
+        return False
+    return is_low if f["low"] else True
+
+
+def _lowest_score(ans: Answer) -> float | None:
+    """The model's score for the weaker of the answer's fields it made (fixed fields are certain)."""
+    scores = []
+    if "type" not in ans.manual and ans.type:
+        scores.append(ans.scores.get("type", {}).get(ans.type, 1.0))
+    if "color" not in ans.manual and ans.color:
+        scores.append(ans.scores.get("color", {}).get(ans.color, 1.0))
+    return min(scores) if scores else None
+
+
+class FixForm(BaseModel):
+    csrf: str = Field(max_length=200)
+    image_key: str = Field(min_length=3, max_length=66)
+    type: str | None = Field(default=None, max_length=32)
+    color: str | None = Field(default=None, max_length=32)  # "" = no color (placeholders)
+    scope: Literal["advertiser", "global"] = "advertiser"
+    comment: str | None = Field(default=None, max_length=2000)
+    back: str = Field(default="", max_length=2000)
+
+
+def _filters_from(back: str) -> str:
+    """Keep only the inventory's own filters from a returned query string."""
+    return urlencode([(k, v) for k, v in parse_qsl(back) if k in FILTERS])
+
+
+def _fix_changes(current: Answer, form: FixForm) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    if form.type and form.type != current.type:
+        changes["type"] = form.type
+    new_type = changes.get("type", current.type)
+    color = form.color or None
+    if form.color is not None and new_type != PLACEHOLDER and color != current.color:
+        changes["color"] = color
+    return changes
+
+
+router = APIRouter()
+
+
+@router.get("/advertisers", response_class=HTMLResponse)
+async def advertisers(request: Request, st: State, v: Who) -> Response:
+    if not v.staff and v.who.advertiser:
+        return see_other(_inventory_url(v.who.advertiser))
+    Access.require_staff(v.who)
+    rows = await asyncio.to_thread(st.store.advertisers)
+    return render(request, v, "advertisers.html", rows=rows)
+
+
+@router.get("/advertisers/{advertiser:path}", response_class=HTMLResponse)
+async def advertiser_page(
+    request: Request,
+    advertiser: str,
+    st: State,
+    v: Who,
+    type: Annotated[Literal["Dealer", "Stock", "Placeholder", ""], Query()] = "",
+    color: Annotated[str, Query(max_length=32)] = "",
+    source: Annotated[Literal["model", "cache", "manual", ""], Query()] = "",
+    low: bool = False,
+    skipped: bool = False,
+    vehicle: Annotated[str, Query(max_length=128)] = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    updated: Annotated[str, Query(max_length=66)] = "",
+) -> Response:
+    Access.advertiser_view(v.who, advertiser)
+    if color and color != "none" and color not in COLORS:
+        raise HTTPException(422, f"color must be one of {', '.join(COLORS)} or none")
+    filters = {"type": type, "color": color, "source": source, "low": low, "skipped": skipped, "vehicle": vehicle}
+    inv = await asyncio.to_thread(inventory, st, advertiser, filters, request.app.state.lotlens_listings)
+    size = st.settings.page_size
+    pages = max(1, math.ceil(inv.total / size))
+    page = min(page, pages)
+    active = {k: ("1" if val is True else val) for k, val in filters.items() if val}
+    just = None
+    if updated:
+        ans = (await asyncio.to_thread(st.store.answers, [updated], advertiser)).get(updated)
+        history = await asyncio.to_thread(st.access.fix_history, v.who, advertiser, content_key=updated)
+        if ans is not None:
+            just = {"answer": ans, "history": history[-4:][::-1]}
+    return render(
+        request,
+        v,
+        "advertiser.html",
+        advertiser=advertiser,
+        inv=inv,
+        cards=await asyncio.to_thread(inv.cards, (page - 1) * size, page * size),
+        page=page,
+        pages=pages,
+        filters=filters,
+        query=urlencode(active),
+        page_query=lambda n: urlencode({**active, "page": n}),
+        just=just,
+        updated=updated,
+        low=st.settings.low_confidence,
+    )
+
+
+@router.post("/advertisers/{advertiser:path}/fix")
+async def fix(advertiser: str, st: State, v: Who, form: Annotated[FixForm, Form()]) -> Response:
+    check_csrf(v, form.csrf)
+    back = f"{_inventory_url(advertiser)}?{_filters_from(form.back)}".rstrip("?")
+    _, current = await asyncio.to_thread(st.access.answer, v.who, form.image_key, advertiser)
+    changes = _fix_changes(current, form)
+    if not changes:
+        return see_other(back, done="unchanged", updated=form.image_key)
+    fix = FixRequest(form.image_key, changes, advertiser, form.scope, form.comment or None)
+    await asyncio.to_thread(st.access.record_fix, v.who, fix)
+    return see_other(back, updated=form.image_key)

@@ -1,0 +1,134 @@
+"""The model registry, the last sweep, the watch charts; promote and roll back (admin)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, Field
+
+from lotlens.access import Access
+from lotlens.api import AppState
+from lotlens.web.common import State, Who, check_csrf, render, see_other
+from lotlens.web.plots import line_chart, sparkline
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+def _last_sweep(data_dir: Path) -> dict[str, Any] | None:
+    found = sorted((data_dir / "sweeps").glob("*/comparison.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    try:
+        sweep: dict[str, Any] = json.loads(found[-1].read_text())
+    except (OSError, ValueError):
+        return None
+    sweep["has_plot"] = (found[-1].parent / "metrics.png").is_file()
+    sweep["has_report"] = (found[-1].parent / "report.html").is_file()
+    return sweep
+
+
+def _watch(st: AppState, days: int) -> dict[str, Any]:
+    from lotlens.train.monitor import watch
+
+    w = watch(st.store, days=days)
+    today = datetime.now(UTC).date()
+    span = [today - timedelta(days=days - 1 - i) for i in range(days)]
+    per_model: dict[str, dict[date, list[int]]] = {}
+    per_pair: dict[tuple[str, str], dict[date, list[int]]] = {}
+    for (day, adv, version), f in w.daily.items():
+        for agg in (
+            per_model.setdefault(version, {}).setdefault(day, [0, 0]),
+            per_pair.setdefault((adv, version), {}).setdefault(day, [0, 0]),
+        ):
+            agg[0] += f.answers
+            agg[1] += f.fixes
+
+    def rate(n: int, fixes: int) -> float | None:
+        return 1000.0 * fixes / n if n else None
+
+    fix_rate = {
+        v: [(d, r) for d, (n, x) in sorted(by_day.items()) if (r := rate(n, x)) is not None]
+        for v, by_day in per_model.items()
+    }
+    answers = {v: [(d, float(n)) for d, (n, _x) in sorted(by_day.items())] for v, by_day in per_model.items()}
+    pairs = []
+    for (adv, version), by_day in sorted(per_pair.items()):
+        n = sum(a for a, _ in by_day.values())
+        fixes = sum(x for _, x in by_day.values())
+        pairs.append(
+            {
+                "advertiser": adv,
+                "model_version": version,
+                "answers": n,
+                "fixes": fixes,
+                "fix_rate": rate(n, fixes),
+                "spark": sparkline([rate(*by_day[d]) if d in by_day else None for d in span]),
+            }
+        )
+    return {
+        "flags": w.flags,
+        "pairs": pairs,
+        "fix_rate_chart": line_chart(fix_rate, span, title=f"fixes per 1,000 answers, last {days} days"),
+        "answers_chart": line_chart(answers, span, title=f"answers per day, last {days} days"),
+    }
+
+
+class PromoteForm(BaseModel):
+    csrf: str = Field(max_length=200)
+    alias: Literal["champion", "challenger"] = "champion"
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+router = APIRouter()
+
+
+@router.get("/models", response_class=HTMLResponse)
+async def models_page(request: Request, st: State, v: Who, days: Annotated[int, Query(ge=2, le=90)] = 14) -> Response:
+    Access.require_staff(v.who)
+
+    def load() -> dict[str, Any]:
+        return {
+            "serving": st.champion().version,
+            "aliases": st.registry.aliases(),
+            "models": st.registry.models()[::-1],
+            "promotions": st.registry.history()[::-1],
+            "sweep": _last_sweep(st.settings.data_dir),
+            "watch": _watch(st, days),
+            "days": days,
+        }
+
+    return render(request, v, "models.html", **(await asyncio.to_thread(load)))
+
+
+@router.get("/models/sweeps/{sweep_id}/{name}")
+async def sweep_file(sweep_id: str, name: Literal["report.html", "metrics.png"], st: State, v: Who) -> Response:
+    Access.require_staff(v.who)
+    root = (st.settings.data_dir / "sweeps").resolve()
+    path = (root / sweep_id / name).resolve()
+    if path.parent.parent != root or not path.is_file():
+        raise HTTPException(404, "no such sweep report")
+    return FileResponse(path)
+
+
+@router.post("/models/{version}/promote")
+async def promote(version: str, st: State, v: Who, form: Annotated[PromoteForm, Form()]) -> Response:
+    check_csrf(v, form.csrf)
+    Access.require_admin(v.who, "promotes models")
+    await asyncio.to_thread(
+        st.registry.promote, version, actor=v.who.name, reason=form.reason or None, alias=form.alias
+    )
+    return see_other("/models", done="promoted")
+
+
+@router.post("/models/rollback")
+async def rollback(st: State, v: Who, form: Annotated[PromoteForm, Form()]) -> Response:
+    check_csrf(v, form.csrf)
+    Access.require_admin(v.who, "rolls back models")
+    await asyncio.to_thread(st.registry.rollback, actor=v.who.name, reason=form.reason or None, alias=form.alias)
+    return see_other("/models", done="rolled_back")
