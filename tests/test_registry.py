@@ -115,7 +115,10 @@ def test_server_switches_models_without_failing_a_request(
 
         worker = threading.Thread(target=scraper)
         worker.start()
-        time.sleep(0.5)
+        started = time.time() + 20
+        while len(seen) < 2 and time.time() < started:  # the scraper is answered before the swap
+            time.sleep(0.01)
+        assert len(seen) >= 2
         res = client.post(f"/v1/models/{b.version}/promote", json={"reason": "sweep winner"}, headers=hdr)
         assert res.status_code == 201, res.text
         deadline = time.time() + 20

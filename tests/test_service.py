@@ -120,10 +120,9 @@ def test_advertiser_forced_to_content_keys(tmp_path: Path, pipeline: Pipeline, s
     assert HITS.get("HEAD /img/k.jpg", 0) == before
 
 
-def test_known_color_is_returned_not_predicted(service: Service, server: str) -> None:
-    r = classify(service, "adv", Item(f"{server}/img/kc.jpg?name=yellow", vehicle_id="v1", color="purple"))[0]
-    if r.type != "Placeholder":
-        assert r.color == "Purple"
+def test_known_color_is_returned_not_predicted(scripted: Service, server: str) -> None:
+    r = classify(scripted, "adv", Item(f"{server}/img/kc.jpg?name=yellow", vehicle_id="v1", color="purple"))[0]
+    assert (r.type, r.color) == ("Dealer", "Purple")
     assert r.scores["color"] == {}  # the color model did not run
 
 
