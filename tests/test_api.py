@@ -27,7 +27,7 @@ def auth(who: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def client(tmp_path: Path, pipeline: Pipeline) -> Iterator[TestClient]:
+def client(tmp_path: Path, pipeline: Pipeline, store: Store) -> Iterator[TestClient]:
     settings = Settings(
         data_dir=tmp_path,
         allow_private_addresses=True,
@@ -36,7 +36,6 @@ def client(tmp_path: Path, pipeline: Pipeline) -> Iterator[TestClient]:
         fetch_retries=0,
         verify_fraction=0.0,
     )
-    store = Store.from_url(settings.resolved_database_url())
     with TestClient(create_app(settings, store, pipeline)) as c:
         yield c
 

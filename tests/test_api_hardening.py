@@ -43,8 +43,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    store = Store.from_url(settings.resolved_database_url())
+def client(settings: Settings, store: Store) -> Iterator[TestClient]:
     with TestClient(create_app(settings, store, FakePipeline())) as c:  # type: ignore[arg-type]
         yield c
 

@@ -22,7 +22,7 @@ from httpserver import ETAGS, HITS, NAMES, RAW_TARGETS
 
 
 @pytest.fixture
-def service(tmp_path: Path, pipeline: Pipeline) -> Service:
+def service(tmp_path: Path, pipeline: Pipeline, store: Store) -> Service:
     settings = Settings(
         data_dir=tmp_path,
         allow_private_addresses=True,
@@ -31,7 +31,7 @@ def service(tmp_path: Path, pipeline: Pipeline) -> Service:
         fetch_total_timeout=5,
         verify_fraction=0.0,  # tests that count GETs: no random verification
     )
-    return Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
+    return Service(settings, store, lambda: pipeline)
 
 
 def classify(service: Service, advertiser: str, *urls: str | Item) -> list[Result]:
@@ -232,10 +232,10 @@ def test_a_cdn_that_keeps_its_etag_over_new_bytes_is_caught_by_verification(serv
 
 
 @pytest.fixture
-def scripted(tmp_path: Path) -> Service:
+def scripted(tmp_path: Path, store: Store) -> Service:
     """A service over a pipeline whose answers the test sets (every image a Dealer photo)."""
     settings = Settings(data_dir=tmp_path, allow_private_addresses=True, fetch_retries=0, verify_fraction=0.0)
-    return Service(settings, Store.from_url(settings.resolved_database_url()), lambda: FakePipeline())  # type: ignore[arg-type,return-value]
+    return Service(settings, store, lambda: FakePipeline())  # type: ignore[arg-type,return-value]
 
 
 def test_scraped_colors_outside_the_palette_never_fail_the_batch(scripted: Service, server: str) -> None:
