@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from lotlens.batching import Batcher
 from lotlens.config import Settings
 from lotlens.errors import FetchError, ImageDecodeError
 from lotlens.fetch import Fetched, Fetcher
@@ -170,6 +171,8 @@ class Service:
         self._fetcher = fetcher or (lambda: Fetcher(settings))
         self.images = ImageFolder(settings.data_dir) if settings.keep_images else None
         self.decode_budget = MemoryBudget(settings.decode_memory)
+        # Inference batched across concurrent batches of this process, one model call at a time.
+        self.batcher = Batcher(max_batch=2 * settings.batch_size, max_wait=GROUP_WAIT)
         self.decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="lotlens-decode")
         self.last_stats = BatchStats()
         self.rng = random.Random()
@@ -395,8 +398,8 @@ class Batch:
             return
         t0 = time.perf_counter()
         try:
-            preds = await asyncio.to_thread(
-                self.pipeline.classify, [im for _, im in ready], [w.item.known_color is None for w, _ in ready]
+            preds = await self.service.batcher.classify(
+                self.pipeline, [im for _, im in ready], [w.item.known_color is None for w, _ in ready]
             )
         except Exception as exc:  # noqa: BLE001 -- a model failure skips these images, never the batch
             log.exception("model error on %d images", len(ready))

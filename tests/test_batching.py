@@ -1,0 +1,94 @@
+"""Dynamic batching: concurrent callers share model calls, each gets its own answers in order, a
+batch stays on its own model, and a model error reaches only the callers of that call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lotlens.batching import Batcher
+from lotlens.imaging import RGBArray
+
+
+class Recorder:
+    """Answers each image with (its model's name, its first pixel), and remembers call sizes."""
+
+    def __init__(self, name: str, fail: bool = False) -> None:
+        self.name = name
+        self.fail = fail
+        self.sizes: list[int] = []
+
+    def classify(self, images: Sequence[RGBArray], with_color: Sequence[bool] | None = None) -> list[Any]:
+        self.sizes.append(len(images))
+        if self.fail:
+            raise RuntimeError("model broke")
+        return [(self.name, int(im[0, 0, 0]), c) for im, c in zip(images, with_color or [], strict=True)]
+
+
+def images(*values: int) -> list[RGBArray]:
+    return [np.full((2, 2, 3), v, np.uint8) for v in values]
+
+
+def test_concurrent_callers_share_model_calls_and_keep_their_own_answers() -> None:
+    model = Recorder("m")
+    batcher = Batcher(max_batch=64, max_wait=0.2)
+
+    async def main() -> list[list[Any]]:
+        return await asyncio.gather(
+            *(batcher.classify(model, images(10 * i, 10 * i + 1), [True, i % 2 == 0]) for i in range(5))
+        )
+
+    answers = asyncio.run(main())
+    assert answers == [[("m", 10 * i, True), ("m", 10 * i + 1, i % 2 == 0)] for i in range(5)]
+    assert sum(model.sizes) == 10
+    assert len(model.sizes) < 5  # callers were batched together
+
+
+def test_max_batch_bounds_a_call_and_each_batch_stays_on_its_model() -> None:
+    old, new = Recorder("old"), Recorder("new")
+    batcher = Batcher(max_batch=4, max_wait=0.1)
+
+    async def main() -> list[list[Any]]:
+        return await asyncio.gather(
+            batcher.classify(old, images(1, 2, 3), [True] * 3),
+            batcher.classify(new, images(4, 5), [True] * 2),
+            batcher.classify(old, images(6, 7, 8), [True] * 3),
+        )
+
+    a, b, c = asyncio.run(main())
+    assert {x[0] for x in a + c} == {"old"}
+    assert {x[0] for x in b} == {"new"}
+    assert [x[1] for x in a + b + c] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert max(old.sizes + new.sizes) <= 3 + 3  # a group closes once max_batch is reached
+
+
+def test_a_model_error_reaches_the_callers_of_that_call_only() -> None:
+    broken, fine = Recorder("broken", fail=True), Recorder("fine")
+    batcher = Batcher(max_batch=16, max_wait=0.1)
+
+    async def main() -> tuple[Any, Any]:
+        return await asyncio.gather(
+            batcher.classify(broken, images(1), [True]),
+            batcher.classify(fine, images(2), [True]),
+            return_exceptions=True,
+        )
+
+    err, ok = asyncio.run(main())
+    assert isinstance(err, RuntimeError)
+    assert ok == [("fine", 2, True)]
+
+
+def test_each_event_loop_gets_its_own_queue() -> None:
+    model = Recorder("m")
+    batcher = Batcher(max_batch=8, max_wait=0.01)
+    for v in (1, 2, 3):  # the CLI and workers run one loop per chunk
+        assert asyncio.run(batcher.classify(model, images(v), [False])) == [("m", v, False)]
+
+
+def test_nothing_to_classify_makes_no_call() -> None:
+    model = Recorder("m")
+    assert asyncio.run(Batcher(8, 0.01).classify(model, [], [])) == []
+    assert model.sizes == []
