@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from lotlens import __version__
 from lotlens.config import ApiKey, Settings
+from lotlens.jobs import start_runner
 from lotlens.service import Item, Service
 from lotlens.store import Store
 from lotlens.store.registry import Registry
@@ -377,9 +378,11 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         champion = Champion(settings, st, pipeline)
         await asyncio.to_thread(champion.refresh)
         app.state.lotlens = state = AppState(settings, st, champion)
+        app.state.jobs = await asyncio.to_thread(start_runner, settings, st, champion)
         watcher = asyncio.create_task(state.follow_champion())
         yield
         watcher.cancel()
+        await asyncio.to_thread(app.state.jobs.close)
         if store is None:
             st.engine.dispose()
 
@@ -391,6 +394,9 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     )
 
     app.add_exception_handler(DBAPIError, store_unavailable)
+    from lotlens.api.jobs import router as jobs_router  # its routes use this module's dependencies
+
+    app.include_router(jobs_router)
 
     @app.middleware("http")
     async def count(request: Request, call_next: Any) -> Response:
