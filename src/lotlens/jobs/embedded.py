@@ -39,9 +39,9 @@ class EmbeddedRunner:
         self.chunks = ChunkRunner(settings, self.jobs, Service(settings, store, pipeline, fetcher))
         self._pool = ThreadPoolExecutor(settings.job_pool, thread_name_prefix="lotlens-job")
         self._hooks = ThreadPoolExecutor(1, thread_name_prefix="lotlens-webhook")
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._timers: set[threading.Timer] = set()
-        self._idle: dict[str, threading.Event] = {}
+        self._busy: dict[str, int] = {}  # job id -> its chunk loop and webhook tries not over yet
         self._closed = False
 
     def resume(self) -> None:
@@ -54,25 +54,36 @@ class EmbeddedRunner:
                 self.ended(job)
 
     def submit(self, job_id: str) -> None:
-        with self._lock:
-            self._idle.setdefault(job_id, threading.Event()).clear()
+        self._begin(job_id)
         self._pool.submit(self._run_job, job_id)
 
     def ended(self, job: JobRecord) -> None:
         """A job is over (done, failed or cancelled): its webhook, if any, goes out."""
         if job.webhook_url and not self._closed:
+            self._begin(job.id)
             self._hooks.submit(self._deliver, job.id, job.webhook_attempts + 1)
 
     def wait(self, job_id: str, timeout: float) -> bool:
-        """Block until this runner has nothing left to do for the job; False on timeout."""
-        with self._lock:
-            done = self._idle.setdefault(job_id, threading.Event())
-        return done.wait(timeout)
+        """Block until this runner has nothing left to do for the job (its chunks and its webhook's
+        tries); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._busy.get(job_id), timeout)
+
+    def _begin(self, job_id: str) -> None:
+        with self._changed:
+            self._busy[job_id] = self._busy.get(job_id, 0) + 1
+
+    def _end(self, job_id: str) -> None:
+        with self._changed:
+            self._busy[job_id] -= 1
+            if not self._busy[job_id]:
+                del self._busy[job_id]
+            self._changed.notify_all()
 
     def close(self) -> None:
         """Stop after the chunks running now; what is left stays queued in the store."""
         self._closed = True
-        with self._lock:
+        with self._changed:
             for t in self._timers:
                 t.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -87,8 +98,7 @@ class EmbeddedRunner:
                 if ended is not None:
                     self.ended(ended)
         finally:
-            with self._lock:
-                self._idle.setdefault(job_id, threading.Event()).set()
+            self._end(job_id)
 
     def _run_chunk(self, job_id: str, seq: int) -> JobRecord | None:
         while True:  # each try counts in the store; past `job_chunk_tries` the job fails and this ends
@@ -100,17 +110,24 @@ class EmbeddedRunner:
                     return None
 
     def _deliver(self, job_id: str, attempt: int) -> None:
-        delay = deliver(self.jobs, self.settings, job_id, attempt)
+        try:
+            delay = deliver(self.jobs, self.settings, job_id, attempt)
+        except Exception:  # noqa: BLE001 -- a store outage: logged; the next server start tries again
+            log.exception("webhook of job %s, try %d, failed", job_id, attempt)
+            delay = None
         if delay is None or self._closed:
+            self._end(job_id)
             return
         timer = threading.Timer(delay, self._retry, (job_id, attempt + 1))
         timer.daemon = True
-        with self._lock:
+        with self._changed:
             self._timers.add(timer)
         timer.start()
 
     def _retry(self, job_id: str, attempt: int) -> None:
-        with self._lock:
+        with self._changed:
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
-        if not self._closed:
+        if self._closed:
+            self._end(job_id)
+        else:
             self._hooks.submit(self._deliver, job_id, attempt)

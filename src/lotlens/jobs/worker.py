@@ -133,7 +133,7 @@ def make_celery(settings: Settings) -> Any:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_default_queue="lotlens",
+        task_default_queue=settings.job_queue,
         broker_connection_retry_on_startup=True,
         # Redis hands an unacknowledged task to another worker after this long; a chunk takes far less.
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
@@ -169,10 +169,11 @@ def make_celery(settings: Settings) -> Any:
     return app
 
 
-def send_webhook(app: Any, job_id: str, attempt: int, delay: float) -> None:
+def send_webhook(app: Any, job_id: str, attempt: int, delay: float, connection: Any = None) -> None:
     """Queue try `attempt` of a job's webhook to go out after `delay` seconds."""
     not_before = time.time() + delay
-    app.send_task(DELIVER_WEBHOOK, (job_id, attempt, not_before), countdown=min(max(delay, 0.0), MAX_COUNTDOWN))
+    countdown = min(max(delay, 0.0), MAX_COUNTDOWN)
+    app.send_task(DELIVER_WEBHOOK, (job_id, attempt, not_before), countdown=countdown, connection=connection)
 
 
 class CeleryRunner:
@@ -183,12 +184,15 @@ class CeleryRunner:
         self.app = make_celery(settings)
 
     def submit(self, job_id: str) -> None:
-        for seq in self.jobs.pending_chunks(job_id):
-            self.app.send_task(RUN_CHUNK, (job_id, seq))
+        # One connection per call, closed after: Celery's own producer pool keeps its sockets open past close().
+        with self.app.connection_for_write() as conn:
+            for seq in self.jobs.pending_chunks(job_id):
+                self.app.send_task(RUN_CHUNK, (job_id, seq), connection=conn)
 
     def ended(self, job: JobRecord) -> None:
         if job.webhook_url:
-            send_webhook(self.app, job.id, job.webhook_attempts + 1, 0.0)
+            with self.app.connection_for_write() as conn:
+                send_webhook(self.app, job.id, job.webhook_attempts + 1, 0.0, conn)
 
     def close(self) -> None:
         self.app.close()
