@@ -1,11 +1,14 @@
-"""Small HTTP servers the job tests talk to: a webhook receiver that checks signatures itself, and
-an image host whose one path waits for the test to open a gate, or counts downloads in flight."""
+"""What the job tests talk to: the brokers (skipped where absent, never under CI=true); a webhook
+receiver that checks signatures itself; an image host whose one path waits for the test to open a
+gate, or counts downloads in flight."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +16,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 from httpserver import IMAGE
 
+BROKERS = {
+    "amqp": os.environ.get("LOTLENS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//"),
+    "redis": os.environ.get("LOTLENS_TEST_REDIS", "redis://127.0.0.1:6379/15"),
+}
 SECRET_KEY = b"0123456789abcdef0123456789abcdef"
 SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
 
@@ -130,3 +139,23 @@ def image_host() -> Iterator[Host]:
     with _serve(Handler) as url:
         host.url = url
         yield host
+
+
+def missing(what: str, why: object) -> None:
+    """Skip for a service not running here; under CI=true fail instead, CI must test it for real."""
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{what} is needed in CI: {why}")
+    pytest.skip(f"{what} not reachable: {why}")
+
+
+def broker(kind: str) -> str:
+    """The broker URL of `kind`, once a TCP connection to it succeeds."""
+    from urllib.parse import urlsplit
+
+    url = BROKERS[kind]
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 5672), timeout=3).close()
+    except OSError as exc:
+        missing(f"{kind} broker at {parts.hostname}:{parts.port}", exc)
+    return url

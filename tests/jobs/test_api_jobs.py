@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from receivers import SECRET, image_host, receiver
 
 from lotlens.api import create_app
 from lotlens.config import ApiKey, Settings
@@ -16,7 +17,6 @@ from lotlens.store import Store
 from lotlens.vision import Pipeline
 
 from httpserver import HITS
-from receivers import SECRET, image_host, receiver
 
 KEYS = {
     "scraper": ApiKey(name="scraper-1", key="s" * 32, role="scraper"),

@@ -7,14 +7,13 @@ import threading
 from pathlib import Path
 
 import httpx
+from receivers import SECRET, image_host
 
 from lotlens.config import Settings
 from lotlens.jobs.webhooks import backoff, deliver, sign
 from lotlens.jobs.worker import FleetFetcher
 from lotlens.store import Store
 from lotlens.store.jobs import JobInput, JobStore
-
-from receivers import SECRET, image_host
 
 
 def test_signature_matches_the_standard_webhooks_example() -> None:

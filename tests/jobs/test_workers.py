@@ -18,6 +18,7 @@ from unittest import mock
 
 import httpx
 import pytest
+from receivers import SECRET, broker, image_host, receiver
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -28,9 +29,7 @@ from lotlens.store import Store
 from lotlens.store.tables import JobChunk
 from lotlens.vision import Pipeline
 
-from conftest import broker
 from httpserver import serve_app
-from receivers import SECRET, image_host, receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

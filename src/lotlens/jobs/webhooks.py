@@ -2,7 +2,7 @@
 
 `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed by the base64 part
 of `LOTLENS_WEBHOOK_SECRET` (`whsec_<base64>`). The URL passes the same address guard as image
-URLs (`lotlens.fetch.address_allowed` on the addresses the resolver gives), and the request goes to
+URLs (`lotlens.fetch.checked_url`, then `address_allowed` on the addresses the resolver gives), and the request goes to
 the address that was checked, so a DNS answer cannot change between check and connect.
 """
 
@@ -18,13 +18,13 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 import httpx
 
 from lotlens.config import Settings
 from lotlens.errors import FetchError
-from lotlens.fetch import USER_AGENT, address_allowed, system_resolver
+from lotlens.fetch import USER_AGENT, address_allowed, checked_url, system_resolver
 from lotlens.jobs.run import status_dict
 from lotlens.store.jobs import JobStore
 
@@ -61,14 +61,9 @@ async def guarded(settings: Settings, url: str) -> tuple[str, dict[str, str], di
         FetchError: `bad_url` (not http(s) with a host), `dns`, or `blocked_address` (loopback,
             private, link-local or reserved, unless `allow_private_addresses`).
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError("bad_url", url)
-    host = parts.hostname
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise FetchError("bad_url", url) from exc
+    parts = checked_url(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         ipaddress.ip_address(host)
         addresses = [host]
