@@ -267,3 +267,10 @@ def test_signed_webhook_retried_until_accepted_under_one_id(client: TestClient, 
     assert abs(int(hook.calls[-1].headers["webhook-timestamp"]) - int(hook.calls[0].headers["webhook-timestamp"])) < 60
     status = client.get(f"/v1/jobs/{job['id']}", headers=auth("scraper")).json()["webhook"]
     assert (status["status"], status["attempts"], status["last"]["status_code"]) == ("delivered", 3, 204)
+
+
+def test_a_broker_that_cannot_be_reached_fails_the_job_not_the_request(make_client: MakeClient) -> None:
+    client = make_client(broker_url="amqp://guest:guest@127.0.0.1:1//")  # nothing listens on port 1
+    job = submit(client, "a", "a", ["https://cdn.example/1.jpg"])
+    assert job["status"] == "failed"
+    assert "broker could not be reached" in job["error"]

@@ -130,6 +130,7 @@ def submit(
         raise HTTPException(422, "this Idempotency-Key was used with another body in the last 24 hours")
     if created:
         run.submit(job.id)
+        job = run.jobs.get(job.id) or job  # failed already if the broker could not be reached
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return _out(job)
 

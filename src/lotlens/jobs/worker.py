@@ -184,15 +184,30 @@ class CeleryRunner:
         self.app = make_celery(settings)
 
     def submit(self, job_id: str) -> None:
-        # One connection per call, closed after: Celery's own producer pool keeps its sockets open past close().
-        with self.app.connection_for_write() as conn:
-            for seq in self.jobs.pending_chunks(job_id):
-                self.app.send_task(RUN_CHUNK, (job_id, seq), connection=conn)
+        """Publish the job's chunks; a broker that cannot be reached fails the job (said in its
+        `error`), rather than leaving it queued with nothing to run it."""
+        from kombu.exceptions import OperationalError
+
+        try:
+            # One connection per call, closed after: Celery's producer pool keeps its sockets past close().
+            with self.app.connection_for_write() as conn:
+                for seq in self.jobs.pending_chunks(job_id):
+                    self.app.send_task(RUN_CHUNK, (job_id, seq), connection=conn, retry=False)
+        except OperationalError as exc:
+            log.error("job %s: broker unreachable: %s", job_id, exc)
+            ended = self.jobs.fail(job_id, f"the broker could not be reached: {exc}")
+            if ended is not None and ended.webhook_url:
+                self.ended(ended)
 
     def ended(self, job: JobRecord) -> None:
+        from kombu.exceptions import OperationalError
+
         if job.webhook_url:
-            with self.app.connection_for_write() as conn:
-                send_webhook(self.app, job.id, job.webhook_attempts + 1, 0.0, conn)
+            try:
+                with self.app.connection_for_write() as conn:
+                    send_webhook(self.app, job.id, job.webhook_attempts + 1, 0.0, conn)
+            except OperationalError as exc:  # the webhook stays pending in the store, visible in the status
+                log.error("job %s: webhook not queued, broker unreachable: %s", job.id, exc)
 
     def close(self) -> None:
         self.app.close()
