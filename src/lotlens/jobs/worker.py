@@ -137,7 +137,6 @@ def make_celery(settings: Settings) -> Any:
         broker_connection_retry_on_startup=True,
         # Redis hands an unacknowledged task to another worker after this long; a chunk takes far less.
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
-        worker_hijack_root_logger=False,
     )
 
     @app.task(name=RUN_CHUNK, bind=True, max_retries=None)
