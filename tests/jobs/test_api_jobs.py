@@ -274,3 +274,17 @@ def test_a_broker_that_cannot_be_reached_fails_the_job_not_the_request(make_clie
     job = submit(client, "a", "a", ["https://cdn.example/1.jpg"])
     assert job["status"] == "failed"
     assert "broker could not be reached" in job["error"]
+
+
+def test_jobs_a_stopped_server_left_are_taken_up_when_it_starts(
+    tmp_path: Path, make_client: MakeClient, server: str
+) -> None:
+    from lotlens.store.jobs import JobInput, JobStore
+
+    left = JobStore(Store.from_url(f"sqlite:///{(tmp_path / 'lotlens.db').resolve()}"))
+    job, _ = left.create("a", "scraper-1", [JobInput(f"{server}/img/left{i}.jpg?name=car") for i in range(3)], 2)
+    running = left.start_chunk(job.id, 0, 3).work  # its server stopped in the middle of this chunk
+    assert running is not None
+    client = make_client()
+    done = wait(client, job.id)
+    assert (done["status"], done["processed"], done["ok"]) == ("done", 3, 3)
