@@ -30,3 +30,13 @@ def test_a_worker_follows_the_champion_at_its_poll_interval(tmp_path: Path) -> N
     assert eager.chunks.service._pipeline().version == new.version  # what the next chunk runs on
     for s in (eager.store, patient.store, store):
         s.engine.dispose()
+
+
+def test_the_daily_monitor_is_a_beat_task(tmp_path: Path) -> None:
+    from lotlens.jobs.worker import MONITOR, make_celery
+
+    settings = Settings(data_dir=tmp_path, broker_url="memory://")
+    Store.from_url(settings.resolved_database_url()).engine.dispose()
+    app = make_celery(settings)
+    assert app.conf.beat_schedule["monitor"]["task"] == MONITOR
+    assert app.tasks[MONITOR].apply().get() == []  # nothing answered yet: nothing moved

@@ -148,6 +148,9 @@ def cancel(job_id: Annotated[str, typer.Argument(help="the job id")], as_json: A
 def worker(
     concurrency: Annotated[int, typer.Option(help="processes, each with its own model (one per core)")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery's log level")] = "info",
+    beat: Annotated[
+        bool, typer.Option("--beat", help="also run Celery beat: the daily monitor (one per fleet)")
+    ] = False,
 ) -> None:
     """A Celery worker that runs job chunks (LOTLENS_BROKER_URL; the store is LOTLENS_DATABASE_URL)."""
     from lotlens.jobs.worker import make_celery
@@ -168,6 +171,7 @@ def worker(
             f"--hostname=lotlens-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
+            *(["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"] if beat else []),
         ]
     )
 

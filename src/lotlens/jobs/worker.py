@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 RUN_CHUNK = "lotlens.run_chunk"
 DELIVER_WEBHOOK = "lotlens.deliver_webhook"
+MONITOR = "lotlens.monitor"
+MONITOR_EVERY = 24 * 3600.0  # seconds between two `monitor` runs on Celery beat (`lotlens worker --beat`)
 MAX_COUNTDOWN = 600.0  # longer waits hop: a message held past RabbitMQ's consumer timeout closes the channel
 RETRY_SECONDS = 5.0  # before a chunk that raised is tried again
 
@@ -160,6 +162,22 @@ def make_celery(settings: Settings) -> Any:
         delay = deliver(state.jobs, settings, job_id, attempt)
         if delay is not None:
             send_webhook(app, job_id, attempt + 1, delay)
+
+    @app.task(name=MONITOR)
+    def monitor() -> list[str]:
+        """The daily watch (`lotlens monitor`): what moved is logged as a warning and returned."""
+        from lotlens.train.monitor import watch
+
+        store = Store.from_url(settings.resolved_database_url(), migrate=False)
+        try:
+            flags = list(watch(store).flags)
+        finally:
+            store.engine.dispose()
+        for flag in flags:
+            log.warning("monitor: %s", flag)
+        return flags
+
+    app.conf.beat_schedule = {"monitor": {"task": MONITOR, "schedule": MONITOR_EVERY}}
 
     def init_process(**_: Any) -> None:
         worker_state(settings)
