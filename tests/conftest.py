@@ -11,6 +11,27 @@ import pytest
 from httpserver import serve
 
 REPO = Path(__file__).resolve().parents[1]
+# Settings of the test set-up itself, not of lotlens: they stay.
+TEST_VARIABLES = {"LOTLENS_DEV_DATA", "LOTLENS_TEST_POSTGRES", "LOTLENS_FUZZ_DIR"}
+
+
+@pytest.fixture(autouse=True)
+def _no_lotlens_settings_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's `LOTLENS_DATABASE_URL` (or any other setting) must never receive test writes."""
+    for name in list(os.environ):
+        if name.startswith("LOTLENS_") and name not in TEST_VARIABLES:
+            monkeypatch.delenv(name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """The one gate of optional tests: under `CI=true` nothing optional may skip (no dev set, no
+    PostgreSQL, no Chromium is a failure there, not a quiet skip)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {report.longrepr}"
 
 
 @pytest.fixture(scope="session")

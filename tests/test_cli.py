@@ -94,8 +94,10 @@ def test_fix_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOTLENS_DATA_DIR", str(tmp_path))
     assert runner.invoke(app, ["fix", "c:" + "0" * 64, "--type", "Stock"]).exit_code == 2
     res = runner.invoke(app, ["fix", "c:" + "0" * 64, "--type", "Stock", "--scope", "global"])
-    assert res.exit_code == 2
+    assert res.exit_code == 3  # not found (the README's table of exit codes)
     assert "unknown image" in res.output
+    res = runner.invoke(app, ["fix", "c:" + "0" * 64, "--type", "Stock", "--color", "Beige", "--scope", "global"])
+    assert (res.exit_code, "unknown color" in res.output) == (2, True)
 
 
 def test_db_upgrade_and_nothing_to_classify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,7 +168,7 @@ def test_dataset_cli(world: tuple[Settings, Store, dict[str, str]], monkeypatch:
     res = runner.invoke(app, ["dataset", "review", "--reject", str(item.id), "--actor", "ana"])
     assert res.exit_code == 0, res.output
     assert "rejected" in res.stdout
-    assert runner.invoke(app, ["dataset", "review", "--reject", "9999"]).exit_code == 2
+    assert runner.invoke(app, ["dataset", "review", "--reject", "9999"]).exit_code == 3  # not found
 
 
 def test_import_without_splits_uses_the_group_aware_split(tmp_path: Path) -> None:

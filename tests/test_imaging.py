@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from lotlens.errors import ImageDecodeError
-from lotlens.imaging import MODEL_SIDE, crop, decode, expand_box, resize, thumbnail_jpeg
+from lotlens.imaging import MODEL_SIDE, MemoryBudget, crop, decode, expand_box, resize, thumbnail_jpeg
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -318,9 +318,30 @@ def test_small_jpeg_is_not_reduced() -> None:
     assert rgb(data, min_side=320).shape == (500, 600, 3)
 
 
-def test_png_is_never_reduced() -> None:
+def test_png_is_reduced_at_once_to_the_size_the_models_need() -> None:
     data = encode(Image.new("RGB", (1400, 1300), (0, 0, 0)), "PNG")
-    assert rgb(data, min_side=320).shape == (1300, 1400, 3)
+    assert rgb(data, min_side=320).shape == (325, 350, 3)  # an integer factor (4): shorter side >= 320
+    assert rgb(data, min_side=None).shape == (1300, 1400, 3)
+
+
+@pytest.mark.parametrize("mode", ["P", "L", "LA", "RGBA", "I;16"])
+def test_every_mode_is_reduced(mode: str) -> None:
+    data = encode(Image.new(mode, (1400, 1300)), "PNG")
+    assert rgb(data, min_side=320).shape == (325, 350, 3)
+
+
+def test_the_memory_budget_bounds_full_size_decodes_in_flight() -> None:
+    import threading
+
+    budget = MemoryBudget(60_000_000)
+    data = encode(Image.new("RGB", (3000, 3000), (10, 20, 30)), "PNG")  # 3000*3000*4*2 = 72 MB asked
+    threads = [threading.Thread(target=decode, args=(data,), kwargs={"budget": budget}) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert budget.used == 0
+    assert budget.peak <= budget.limit  # one at a time: a decode bigger than the budget waits alone
 
 
 def test_draft_and_exif_orientation_together() -> None:

@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from lotlens.imaging import decode
@@ -82,3 +84,35 @@ def test_perceptual_hash_survives_reencoding_but_tells_pictures_apart() -> None:
     assert perceptual_hash(np.asarray(Image.open(io.BytesIO(red)).convert("L"))) == perceptual_hash(
         np.asarray(Image.open(io.BytesIO(red)).convert("L"))
     )
+
+
+URL_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+
+
+@given(
+    st.sampled_from(["http", "https", "HTTP", "ftp", "javascript", ""]),
+    st.sampled_from(["cdn.test", "CDN.Test.", "[fd00::1]", "[::1", "h:99999", "h:80", "1.2.3.4", ""]),
+    URL_TEXT,
+    URL_TEXT,
+)
+def test_normalise_url_is_idempotent_or_says_value_error(scheme: str, host: str, path: str, query: str) -> None:
+    url = f"{scheme}://{host}/{path}?{query}"
+    try:
+        once = normalise_url(url)
+    except ValueError:
+        return  # the only way it may refuse: the service skips that image as bad_url
+    assert normalise_url(once) == once
+    assert once.startswith(("http://", "https://"))
+
+
+@given(URL_TEXT, st.sampled_from(['"v1"', 'W/"v1"', "", "v1"]))
+def test_header_key_depends_on_the_normalised_url_and_a_strong_validator_only(path: str, etag: str) -> None:
+    url = f"https://cdn.test/{path}"
+    try:
+        normalise_url(url)
+    except ValueError:
+        return
+    key = header_key(url, {"ETag": etag})
+    assert (key is not None) == (etag == '"v1"')
+    if key:
+        assert key == header_key(url.replace("https://cdn.test", "HTTPS://CDN.TEST:443"), {"etag": etag})

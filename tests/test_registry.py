@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from lotlens.api import create_app
 from lotlens.cli import app
 from lotlens.config import ApiKey, Settings
-from lotlens.errors import ModelError
+from lotlens.errors import Conflict, ModelError
 from lotlens.store import Store
 from lotlens.store.registry import Registry
 from lotlens.train.registry import Champion, register
@@ -66,7 +66,7 @@ def test_register_promote_rollback(tmp_path: Path, settings: Settings, store: St
 
 
 def test_rollback_needs_history(store: Store) -> None:
-    with pytest.raises(LookupError):
+    with pytest.raises(Conflict, match="no earlier champion"):
         Registry(store).rollback(actor="x", reason=None)
 
 
@@ -146,6 +146,8 @@ def test_models_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "champion" in listing.stdout
     shown = json.loads(runner.invoke(app, ["models", "show", version]).stdout)
     assert shown["promotions"][0]["reason"] == "first"
-    assert runner.invoke(app, ["models", "promote", "nope", "--reason", "x"]).exit_code == 2
-    assert runner.invoke(app, ["models", "rollback", "--reason", "x"]).exit_code == 2
+    assert runner.invoke(app, ["models", "promote", "nope", "--reason", "x"]).exit_code == 3  # not found
+    assert (
+        runner.invoke(app, ["models", "rollback", "--reason", "x"]).exit_code == 5
+    )  # conflict: nothing to roll back to
     assert runner.invoke(app, ["models", "show", "nope"]).exit_code == 2

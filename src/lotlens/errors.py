@@ -5,8 +5,12 @@
      +-- ImageDecodeError   bytes that are not a usable image (reason code)
      +-- ManifestError      a dataset manifest that cannot be read
      +-- ModelError         a model folder that is missing, incomplete or incompatible
+     +-- NotFound           an image, model, review item or job that does not exist
+     +-- Conflict           the request contradicts the state (nothing to roll back, a reused key)
+     +-- InvalidInput       a value the domain refuses (an unknown label, a fix without a field)
+     +-- PermissionDenied   the caller may not see or change this
 
-Only the edges (CLI, later the API) turn these into exit codes or HTTP statuses.
+Only the edges (CLI, API, pages) turn these into exit codes or HTTP statuses, each in one table.
 """
 
 from __future__ import annotations
@@ -43,3 +47,41 @@ class ManifestError(LotlensError):
 
 class ModelError(LotlensError):
     """A model folder is missing, incomplete, or was written for other label sets."""
+
+
+class NotFound(LotlensError, KeyError):
+    """Something named by the caller does not exist; `code` says what (`unknown_image`, ...).
+
+    Also a `KeyError`, for callers written before the domain errors; edges catch `NotFound`.
+    """
+
+    def __init__(self, message: str, code: str = "not_found") -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class Conflict(LotlensError):
+    """The request cannot apply to the current state."""
+
+    def __init__(self, message: str, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InvalidInput(LotlensError, ValueError):
+    """A value the domain refuses. A `ValueError` too, so older callers keep working."""
+
+    def __init__(self, message: str, code: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PermissionDenied(LotlensError):
+    """The caller's role or advertiser does not allow this."""
+
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code

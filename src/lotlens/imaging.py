@@ -22,18 +22,54 @@ RGBArray = NDArray[np.uint8]
 DEFAULT_MAX_PIXELS = 50_000_000
 # Every model input is at most 300 px a side (detector 300, backbone 224): decode to at least this.
 MODEL_SIDE = 320
-_WARNINGS = threading.Lock()
+# catch_warnings swaps the process-wide filter list: one thread at a time may do it.
+_QUIET = threading.Lock()
 
 
-def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBArray:
-    """Decode image bytes into an RGB array.
+class MemoryBudget:
+    """Bytes of full-size decodes allowed in flight at once, across threads (`LOTLENS_DECODE_MEMORY`).
+
+    A decode asks for the bytes its full-size pixels need before decoding and gives them back once
+    the picture is reduced; a picture bigger than the whole budget waits until it has it alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> int:
+        n = min(n, self.limit)
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + n <= self.limit)
+            self.used += n
+            self.peak = max(self.peak, self.used)
+        return n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+def decode(
+    data: bytes,
+    *,
+    min_side: int | None = MODEL_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    budget: MemoryBudget | None = None,
+) -> RGBArray:
+    """Decode image bytes into an RGB array, no bigger than the models need.
 
     Args:
         data: the file's bytes.
-        min_side: for JPEGs, decode with draft scaling (1/2, 1/4, 1/8) while the shorter side stays
-            at least this long; None decodes at full size. Other formats decode at full size.
+        min_side: the shorter side the result keeps at least (None: full size). JPEGs decode with
+            draft scaling (1/2, 1/4, 1/8) straight to about that size; other formats decode whole
+            and are reduced by an integer factor at once, before the RGB copy is made.
         max_pixels: images whose header declares more pixels are refused before any pixel is
             decoded (decompression bombs).
+        budget: bounds the full-size decodes in flight across threads (None: no bound).
 
     Raises:
         ImageDecodeError: reason `empty`, `not_an_image`, `too_many_pixels`, `truncated`,
@@ -41,43 +77,66 @@ def decode(data: bytes, *, min_side: int | None = MODEL_SIDE, max_pixels: int = 
     """
     if not data:
         raise ImageDecodeError("empty", "no bytes")
-    # catch_warnings swaps the process-wide filter list: one decode at a time may do it (the pages
-    # cut thumbnails in worker threads).
-    with _WARNINGS, warnings.catch_warnings():
-        # Our own limit is checked below; Pillow's warning must not leak out or abort early.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        # Nor must its complaints about damaged metadata ("Corrupt EXIF data"): the pixels are what count.
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        try:
+    # Our own pixel limit is checked below, from the header; Pillow's global one would warn (and a
+    # catch_warnings around every decode would serialise the decode threads).
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with _QUIET, warnings.catch_warnings():  # opening reads headers only: short
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             im = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as exc:
-            raise ImageDecodeError("too_many_pixels", str(exc)) from exc
-        except UnidentifiedImageError as exc:
-            raise ImageDecodeError("not_an_image", "not a recognised image format") from exc
-        except OSError as exc:
-            raise ImageDecodeError(_os_error_reason(exc), str(exc)) from exc
-        except (ValueError, SyntaxError) as exc:
-            raise ImageDecodeError("corrupt", str(exc)) from exc
-        width, height = im.size
-        if width <= 0 or height <= 0:
-            raise ImageDecodeError("corrupt", f"bad size {width}x{height}")
-        if width * height > max_pixels:
-            raise ImageDecodeError("too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels")
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("too_many_pixels", str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not_an_image", "not a recognised image format") from exc
+    except OSError as exc:
+        raise ImageDecodeError(_os_error_reason(exc), str(exc)) from exc
+    except (ValueError, SyntaxError) as exc:
+        raise ImageDecodeError("corrupt", str(exc)) from exc
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError("corrupt", f"bad size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageDecodeError("too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels")
+    # MPO: a JPEG with extra pictures (phone depth maps, stereo), decoded by the JPEG plugin.
+    jpeg = im.format in ("JPEG", "MPO")
+    if jpeg and min_side:
+        scale = min(width, height) / min_side
+        if scale >= 2:
+            im.draft(None, (max(1, round(width / scale)), max(1, round(height / scale))))
+    w, h = im.size  # after the draft
+    held = budget.acquire(w * h * max(4, len(im.getbands())) * 2) if budget else 0
+    try:
         try:
-            # MPO: a JPEG with extra pictures (phone depth maps, stereo), decoded by the JPEG plugin.
-            if im.format in ("JPEG", "MPO") and min_side:
-                scale = min(width, height) / min_side
-                if scale >= 2:
-                    im.draft(None, (max(1, round(width / scale)), max(1, round(height / scale))))
             im.seek(0)  # animated GIF/PNG/WebP: the first frame
             im.load()
+            factor = min(w, h) // min_side if min_side else 1
+            picture: Image.Image = im
+            if factor >= 2 and im.mode not in ("P", "1", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+                picture = im.reduce(factor)  # box filter, at once: the full-size pixels go now
+                picture.info = dict(im.info)  # EXIF orientation and transparency stay
+                del im
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError("too_many_pixels", str(exc)) from exc
         except OSError as exc:
             raise ImageDecodeError(_os_error_reason(exc), str(exc)) from exc
         except (ValueError, SyntaxError, EOFError) as exc:
             raise ImageDecodeError("corrupt", str(exc)) from exc
-        return _to_rgb(_orient(im))
+        with _QUIET, warnings.catch_warnings():  # short: the picture is small by now
+            # Pillow's complaints about damaged metadata ("Corrupt EXIF data"): the pixels count
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            out = _to_rgb(_orient(picture))
+        del picture
+        if min_side and min(out.shape[:2]) >= 2 * min_side:  # modes reduce() does not take
+            out = _reduce_array(out, min(out.shape[:2]) // min_side)
+        return out
+    finally:
+        if budget:
+            budget.release(held)
+
+
+def _reduce_array(arr: RGBArray, factor: int) -> RGBArray:
+    im = Image.fromarray(arr).reduce(factor)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def _os_error_reason(exc: OSError) -> str:

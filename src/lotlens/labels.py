@@ -135,7 +135,7 @@ def _palette_color(value: str) -> str | None:
     v = " ".join(value.strip().lower().replace("_", " ").split())
     if any(sep in v for sep in _TWO_COLORS):
         return None  # two colors: no single answer
-    words = [w for w in v.replace("-", " ").split() if w not in _FINISH_WORDS]
+    words = [w for w in v.replace("-", " ").split() if w not in _FINISH_WORDS] or v.replace("-", " ").split()
     for candidate in (v, " ".join(words), " ".join(w for w in words if w not in _SHADE_WORDS)):
         if candidate in UNMAPPED_COLORS:
             return None

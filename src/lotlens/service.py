@@ -1,25 +1,36 @@
-"""One batch end to end: header keys -> lookup -> fetch misses -> content keys -> lookup again ->
-decode and classify the rest -> store -> answers in input order.
+"""One batch end to end, as named stages over one `Work` object per image:
+
+    parse -> header keys (HEAD) -> lookup -> fetch misses -> content keys -> lookup again
+          -> decode -> classify -> store -> record the inventory -> answers in input order
+
+Downloads, decoding and inference overlap: fetched images queue for a consumer that takes them in
+groups of up to `batch_size` (waiting a few milliseconds for a group to fill, as dynamic batchers
+do), decodes them in a pool under a memory budget, and classifies each group in one model call.
+Nothing blocking runs on the event loop: store calls, hashing, decoding and inference go to threads.
 
 Nothing an image does fails the batch: a bad URL, a dead CDN, a corrupt file or a model error makes
-that one image `skipped` with a reason.
+that one image `skipped` with a reason, and so does the batch deadline for what it leaves undone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 from lotlens.config import Settings
 from lotlens.errors import FetchError, ImageDecodeError
 from lotlens.fetch import Fetched, Fetcher
-from lotlens.imaging import decode
+from lotlens.imaging import MemoryBudget, RGBArray, decode
 from lotlens.keys import content_key, hamming, header_key, normalise_url, perceptual_hash
 from lotlens.labels import PLACEHOLDER, scraped_color
 from lotlens.store import Answer, Store
@@ -28,9 +39,25 @@ from lotlens.vision import Pipeline
 
 log = logging.getLogger(__name__)
 
-
 MAX_URL = 8192
 MAX_VEHICLE_ID = 128
+GROUP_WAIT = 0.02  # seconds the classifier waits for a group to fill once it has one image
+# HEAD failures after which a GET would fail the same way.
+FINAL_HEAD_REASONS = frozenset({"http_404", "http_410", "blocked_address", "dns", "bad_url"})
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` without control characters (PostgreSQL refuses NUL) or lone surrogates, cut to `limit`."""
+    return "".join(c for c in text[: limit * 2] if c >= " " and c != "\x7f" and not 0xD800 <= ord(c) <= 0xDFFF)[:limit]
+
+
+def _utf8(text: str) -> str:
+    """`text` as is, unless it cannot be written as UTF-8 (a lone surrogate): then with `?` there."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 @dataclass(frozen=True)
@@ -72,20 +99,6 @@ class Result:
         return self
 
 
-def printable(text: str, limit: int) -> str:
-    """`text` without control characters (PostgreSQL refuses NUL), cut to `limit` characters."""
-    return "".join(c for c in text[: limit * 2] if c >= " " and c != "\x7f")[:limit]
-
-
-def _internal(result: Result, exc: BaseException, what: str) -> None:
-    """An error no image should cause (a bug, or a library raising what it should not): logged
-    with its traceback, and that one image skipped, never the batch."""
-    if not isinstance(exc, Exception):
-        raise exc  # KeyboardInterrupt, CancelledError, SystemExit: not the image's doing
-    log.error("%s of %s failed unexpectedly", what, result.url[:200], exc_info=exc)
-    result.skip(f"internal_error: {type(exc).__name__}")
-
-
 @dataclass
 class BatchStats:
     """What one batch cost: the figures `/metrics` and the benchmark read."""
@@ -104,11 +117,40 @@ class BatchStats:
     hosts_distrusted: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Work:
+    """One image as it moves through the stages of a batch."""
+
+    item: Item
+    result: Result
+    url: str | None = None  # normalised: keys and the inventory
+    given: str | None = None  # as given: what is fetched (signed URLs break when re-encoded)
+    header_key: str | None = None
+    content_key: str | None = None
+    fetched: Fetched | None = None  # its bytes are dropped once stored
+    cached: bool = False  # answered by a key the store knew before this batch
+    verify: bool = False  # a header-key hit fetched anyway, to check the CDN
+    leader: Work | None = None  # the same bytes earlier in this batch: that one is classified
+
+    @property
+    def ok(self) -> bool:
+        return self.result.status == "ok"
+
+
+def _internal(result: Result, exc: BaseException, what: str) -> None:
+    """An error no image should cause (a bug, or a library raising what it should not): logged
+    with its traceback, and that one image skipped, never the batch."""
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, CancelledError, SystemExit: not the image's doing
+    log.error("%s of %s failed unexpectedly", what, result.url[:200], exc_info=exc)
+    result.skip(f"internal_error: {type(exc).__name__}")
+
+
 class Service:
     """Classifies batches for advertisers through the cache.
 
     Args:
-        settings: limits, the pHash distance and per-advertiser key modes.
+        settings: limits, the pHash distance, per-advertiser key modes, the decode memory budget.
         store: the cache and fix repository.
         pipeline: a callable returning the current model (so a new champion is taken up per batch).
         fetcher: a factory of `Fetcher`s (tests pass one with a mock transport).
@@ -126,216 +168,340 @@ class Service:
         self._pipeline = pipeline
         self._fetcher = fetcher or (lambda: Fetcher(settings))
         self.images = ImageFolder(settings.data_dir) if settings.keep_images else None
+        self.decode_budget = MemoryBudget(settings.decode_memory)
+        self.decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="lotlens-decode")
         self.last_stats = BatchStats()
-        self._rng = random.Random()
+        self.rng = random.Random()
 
-    async def classify(self, advertiser: str, items: Sequence[Item]) -> list[Result]:
+    async def classify(self, advertiser: str, items: Sequence[Item], deadline: float | None = None) -> list[Result]:
         """Answer every item, in order (the batch's figures land in `last_stats`)."""
-        results, self.last_stats = await self.classify_with_stats(advertiser, items)
+        results, self.last_stats = await self.classify_with_stats(advertiser, items, deadline)
         return results
 
-    async def classify_with_stats(self, advertiser: str, items: Sequence[Item]) -> tuple[list[Result], BatchStats]:
-        """Answer every item, in order, with this batch's own figures (safe for concurrent batches)."""
-        stats = BatchStats()
-        pipeline = self._pipeline()  # the batch finishes on the model it started with
-        results = [Result(it.url, scraped_color=it.color) for it in items]
-        urls: dict[int, str] = {}  # the normalised URL: keys and the inventory
-        given: dict[int, str] = {}  # the URL as given: what is fetched (signed URLs break when re-encoded)
-        for i, it in enumerate(items):
+    async def classify_with_stats(
+        self, advertiser: str, items: Sequence[Item], deadline: float | None = None
+    ) -> tuple[list[Result], BatchStats]:
+        """Answer every item, in order, with this batch's own figures (safe for concurrent batches).
+
+        Args:
+            deadline: seconds; what is not answered by then is skipped with reason `deadline`.
+        """
+        return await Batch(self, advertiser, items, deadline).run()
+
+
+class Batch:
+    """One call of `Service.classify_with_stats`; each stage is a method."""
+
+    def __init__(self, service: Service, advertiser: str, items: Sequence[Item], deadline: float | None) -> None:
+        self.service = service
+        self.store = service.store
+        self.settings = service.settings
+        self.advertiser = advertiser
+        self.pipeline = service._pipeline()  # the batch finishes on the model it started with
+        self.mode = self.settings.key_modes.get(advertiser, "auto")
+        self.work = [
+            Work(it, Result(_utf8(it.url), scraped_color=_utf8(it.color) if it.color else None)) for it in items
+        ]
+        self.stats = BatchStats()
+        self.deadline = deadline
+        self.answers: dict[str, Answer] = {}
+        self.first: dict[str, Work] = {}  # content key -> the work item classified for it in this batch
+        self.fresh: set[str] = set()  # content keys this batch classified
+        self.failed: dict[str, str] = {}  # content key -> why it could not be classified
+        self.near: dict[str, tuple[str, dict[str, Any]]] = {}  # content key -> (fixed original, its fields)
+        self._fixed: list[tuple[str, int]] | None = None
+
+    async def run(self) -> tuple[list[Result], BatchStats]:
+        self.parse()
+        async with self.service._fetcher() as fetcher:
+            with contextlib.suppress(TimeoutError):
+                async with self._within_deadline():
+                    await self.header_keys(fetcher)
+                    await self.lookup()
+                    await self.fetch_and_classify(fetcher)
+        await self.record()
+        return [w.result for w in self.work], self.stats
+
+    @contextlib.asynccontextmanager
+    async def _within_deadline(self) -> AsyncIterator[None]:
+        if self.deadline is None:
+            yield
+            return
+        async with asyncio.timeout(self.deadline):
+            yield
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def parse(self) -> None:
+        """Normalise each URL for its keys; one that cannot be fetched is skipped as `bad_url`."""
+        for w in self.work:
+            url = w.item.url
             try:
-                if len(it.url) > MAX_URL or "\0" in it.url:
+                if len(url) > MAX_URL or "\0" in url:
                     raise ValueError("too long or has a NUL")
-                urls[i] = normalise_url(it.url)
-                given[i] = it.url.strip()
-            except ValueError:
-                results[i].skip("bad_url")
-        mode = self.settings.key_modes.get(advertiser, "auto")
-        async with self._fetcher() as fetcher:
-            # 1. Header keys, for hosts whose headers we trust.
-            hkeys: dict[int, str] = {}
-            if mode != "content":
-                hosts = {urlsplit(u).hostname or "" for u in urls.values()}
-                trusted = self.store.trusted_hosts(hosts)
-                want = [i for i, u in urls.items() if mode == "header" or (urlsplit(u).hostname or "") in trusted]
-                heads = await asyncio.gather(*(fetcher.head(given[i]) for i in want), return_exceptions=True)
-                stats.heads += len(want)
-                for i, h in zip(want, heads, strict=True):
-                    if isinstance(h, Fetched):
-                        k = header_key(h.url, h.headers)
-                        if k:
-                            hkeys[i] = k
-                    elif isinstance(h, FetchError) and h.reason in (
-                        "http_404",
-                        "http_410",
-                        "blocked_address",
-                        "dns",
-                        "bad_url",
-                    ):
-                        results[i].skip(h.reason)  # a GET would fail the same way
-                    elif not isinstance(h, FetchError):
-                        _internal(results[i], h, "HEAD")
-            # 2. One batched lookup by header key.
-            known = self.store.lookup_header_keys(hkeys.values())
-            ckeys: dict[int, str] = {i: known[k] for i, k in hkeys.items() if k in known}
-            answers = self.store.answers(set(ckeys.values()), advertiser)
-            done = {i for i, k in ckeys.items() if k in answers}
-            stats.header_hits += len(done)
-            # 3. Fetch the misses, and a random sample of the hits: a CDN that keeps a strong ETag while
-            #    the bytes change is caught only by looking at the bytes.
-            verify = {i for i in sorted(done) if self._rng.random() < self.settings.verify_fraction}
-            todo = [i for i in urls if (i not in done or i in verify) and results[i].status == "ok"]
-            t0 = time.perf_counter()
-            got = await asyncio.gather(*(fetcher.get(given[i]) for i in todo), return_exceptions=True)
-            stats.fetch_seconds = time.perf_counter() - t0
-            stats.gets += len(todo)
-        fetched: dict[int, Fetched] = {}
-        for i, g in zip(todo, got, strict=True):
-            if i in verify and isinstance(g, Fetched):
-                if content_key(g.data) == ckeys[i]:
-                    stats.verified += 1
-                    continue  # the header key told the truth: the cached answer stands
-                done.discard(i)  # it did not: a miss, and the host is distrusted below
-                stats.header_hits -= 1
-                stats.header_key_mismatches += 1
-            elif i in verify:
-                continue  # a failed check proves nothing: the cached answer stands
-            if isinstance(g, Fetched):
-                fetched[i] = g
-            elif isinstance(g, FetchError):
-                results[i].skip(g.reason)
+                w.url, w.given = normalise_url(url), url.strip()
+            except ValueError:  # UnicodeError among them
+                w.result.skip("bad_url")
+
+    async def header_keys(self, fetcher: Fetcher) -> None:
+        """HEAD the images of hosts whose headers are trusted, for their header keys."""
+        if self.mode == "content":
+            return
+        todo = [w for w in self.work if w.ok]
+        hosts = {urlsplit(w.url or "").hostname or "" for w in todo}
+        trusted = await asyncio.to_thread(self.store.trusted_hosts, hosts)
+        want = [w for w in todo if self.mode == "header" or (urlsplit(w.url or "").hostname or "") in trusted]
+        heads = await asyncio.gather(*(fetcher.head(w.given or "") for w in want), return_exceptions=True)
+        self.stats.heads += len(want)
+        for w, h in zip(want, heads, strict=True):
+            if isinstance(h, Fetched):
+                w.header_key = header_key(h.url, h.headers)
+            elif isinstance(h, FetchError):
+                if h.reason in FINAL_HEAD_REASONS:
+                    w.result.skip(h.reason)
             else:
-                _internal(results[i], g, "GET")
-        # 4. Content keys.
-        for i, f in fetched.items():
-            ckeys[i] = content_key(f.data)
-        # 5. Second lookup: same bytes under a new URL or new headers are still a hit.
-        answers |= self.store.answers({ckeys[i] for i in fetched}, advertiser)
-        hits = {i for i in fetched if ckeys[i] in answers}
-        stats.content_hits += len(hits)
-        # 6. Decode and classify the rest.
-        new = [i for i in fetched if i not in hits]
-        first: dict[str, int] = {}  # the same bytes twice in one batch are decoded and classified once
-        for i in new:
-            first.setdefault(ckeys[i], i)
-        images: dict[int, Any] = {}
-        for i in first.values():
+                _internal(w.result, h, "HEAD")
+
+    async def lookup(self) -> None:
+        """One lookup by header key; a hit is answered from the store (a random share is checked)."""
+        keyed = [w for w in self.work if w.ok and w.header_key]
+        if not keyed:
+            return
+        known = await asyncio.to_thread(self.store.lookup_header_keys, [w.header_key or "" for w in keyed])
+        for w in keyed:
+            w.content_key = known.get(w.header_key or "")
+        keys = {w.content_key for w in keyed if w.content_key}
+        self.answers |= await asyncio.to_thread(self.store.answers, keys, self.advertiser)
+        for w in keyed:
+            if w.content_key in self.answers:
+                w.cached = True
+                self.stats.header_hits += 1
+                # A CDN that keeps a strong ETag while the bytes change is caught only by the bytes.
+                w.verify = self.service.rng.random() < self.settings.verify_fraction
+            else:
+                w.content_key = None
+
+    async def fetch_and_classify(self, fetcher: Fetcher) -> None:
+        """GET the misses (and the checks); a consumer classifies them in groups as they arrive."""
+        todo = [w for w in self.work if w.ok and (not w.cached or w.verify)]
+        self.stats.gets += len(todo)
+        if not todo:
+            return
+        arrived: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * self.settings.batch_size)
+        t0 = time.perf_counter()
+
+        async def get(w: Work) -> None:
             try:
-                images[i] = decode(fetched[i].data, max_pixels=self.settings.max_pixels)
-            except ImageDecodeError as exc:
-                results[i].skip(exc.reason)
-        failed, near = await self._classify_new(pipeline, advertiser, items, images, fetched, ckeys, stats)
-        for i in new:
-            j = first[ckeys[i]]
-            why = results[j].reason if results[j].status == "skipped" else failed.get(j)
-            if why:
-                results[i].skip(why)
-        fresh = {ckeys[i] for i in images if i not in failed}
-        answers |= self.store.answers(fresh, advertiser)
-        # 7. Record the inventory, learn about hosts from header keys, and answer.
-        answered = [i for i, k in ckeys.items() if results[i].status == "ok" and k in answers]
-        for i in answered:
-            r, k = results[i], ckeys[i]
-            hk = header_key(fetched[i].url, fetched[i].headers) if i in fetched and mode != "content" else None
-            if hk:
-                self._learn(urls[i], hk, k, stats)
-            self._fill(r, k, answers[k], items[i], "model" if k in fresh else "cache", near.get(k))
-        self.store.see_many(advertiser, [(urls[i], ckeys[i], items[i].vehicle_id, results[i].source) for i in answered])
-        self.store.skip_many(
-            advertiser,
-            [
-                (urls.get(i) or printable(it.url, MAX_URL), results[i].reason or "unknown", it.vehicle_id)
-                for i, it in enumerate(items)
-                if results[i].status == "skipped"
-            ],
+                w.fetched = await fetcher.get(w.given or "")
+            except FetchError as exc:
+                if not w.verify:
+                    w.result.skip(exc.reason)
+                return  # a failed check proves nothing: the cached answer stands
+            except Exception as exc:  # noqa: BLE001 -- one image's surprise, never the batch's
+                _internal(w.result, exc, "GET")
+                return
+            await arrived.put(w)
+
+        async def produce() -> None:
+            try:
+                await asyncio.gather(*(get(w) for w in todo))
+            finally:
+                self.stats.fetch_seconds = time.perf_counter() - t0
+                await arrived.put(None)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while (group := await self._next_group(arrived)) is not None:
+                await self.classify_group(group)
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+    async def _next_group(self, arrived: asyncio.Queue[Work | None]) -> list[Work] | None:
+        """Up to `batch_size` fetched images: the first one waited for, the rest for `GROUP_WAIT`."""
+        first = await arrived.get()
+        if first is None:
+            return None
+        group = [first]
+        until = asyncio.get_running_loop().time() + GROUP_WAIT
+        while len(group) < self.settings.batch_size:
+            try:
+                w = await asyncio.wait_for(arrived.get(), max(0.0, until - asyncio.get_running_loop().time()))
+            except TimeoutError:
+                break
+            if w is None:
+                arrived.put_nowait(None)  # the end: seen again by the next call
+                break
+            group.append(w)
+        return group
+
+    async def classify_group(self, group: list[Work]) -> None:
+        """Content keys, a second lookup, then decode and classify what is new, and store it."""
+        keys = await asyncio.to_thread(lambda: [content_key(w.fetched.data) for w in group if w.fetched])
+        misses = []
+        for w, key in zip(group, keys, strict=True):
+            if w.verify:
+                if key == w.content_key:
+                    self.stats.verified += 1
+                    w.fetched = None
+                    continue  # the header key told the truth: the cached answer stands
+                self.stats.header_hits -= 1  # it did not: a miss, and the host is distrusted in `record`
+                self.stats.header_key_mismatches += 1
+                w.cached = w.verify = False
+            w.content_key = key
+            misses.append(w)
+        # Same bytes under a new URL or new headers are still a hit.
+        unknown = {k for w in misses if (k := w.content_key or "") not in self.answers and k not in self.first}
+        self.answers |= await asyncio.to_thread(self.store.answers, unknown, self.advertiser)
+        new: list[Work] = []
+        for w in misses:
+            key = w.content_key or ""
+            if key in self.first:
+                w.leader = self.first[key]  # the same bytes twice in one batch: classified once
+            elif key in self.answers:
+                w.cached = True
+                self.stats.content_hits += 1
+            else:
+                self.first[key] = w
+                new.append(w)
+        if new:
+            await self._classify_new(new)
+        for w in group:
+            if w.fetched is not None:
+                w.fetched = replace(w.fetched, data=b"")  # the bytes are stored or kept by now
+
+    async def _classify_new(self, new: list[Work]) -> None:
+        loop = asyncio.get_running_loop()
+        decode_one = partial(decode, max_pixels=self.settings.max_pixels, budget=self.service.decode_budget)
+        decoded = await asyncio.gather(
+            *(
+                loop.run_in_executor(self.service.decoders, decode_one, w.fetched.data if w.fetched else b"")
+                for w in new
+            ),
+            return_exceptions=True,
         )
-        counts: dict[tuple[str, str, str], int] = {}
-        for r in results:
-            if r.status == "skipped":
-                stats.skipped[r.reason or "unknown"] = stats.skipped.get(r.reason or "unknown", 0) + 1
-            elif r.type and r.source:
-                key = (r.model_version or "manual", r.type, r.source)
-                counts[key] = counts.get(key, 0) + 1
-        self.store.count_answers(advertiser, counts)
-        return results, stats
+        ready: list[tuple[Work, RGBArray]] = []
+        for w, image in zip(new, decoded, strict=True):
+            if isinstance(image, ImageDecodeError):
+                self.failed[w.content_key or ""] = image.reason
+            elif isinstance(image, BaseException):
+                _internal(w.result, image, "decode")
+                self.failed[w.content_key or ""] = w.result.reason or "internal_error"
+            else:
+                ready.append((w, image))
+        if not ready:
+            return
+        t0 = time.perf_counter()
+        try:
+            preds = await asyncio.to_thread(
+                self.pipeline.classify, [im for _, im in ready], [w.item.known_color is None for w, _ in ready]
+            )
+        except Exception as exc:  # noqa: BLE001 -- a model failure skips these images, never the batch
+            log.exception("model error on %d images", len(ready))
+            for w, _ in ready:
+                self.failed[w.content_key or ""] = f"model_error: {type(exc).__name__}"
+            return
+        self.stats.inference_seconds += time.perf_counter() - t0
+        if self._fixed is None:
+            self._fixed = await asyncio.to_thread(self.store.fixed_phashes, self.advertiser)
+        await asyncio.to_thread(self._store_new, [(w, im, p) for (w, im), p in zip(ready, preds, strict=True)])
 
-    async def _classify_new(
-        self,
-        pipeline: Pipeline,
-        advertiser: str,
-        items: Sequence[Item],
-        images: dict[int, Any],
-        fetched: dict[int, Fetched],
-        ckeys: dict[int, str],
-        stats: BatchStats,
-    ) -> tuple[dict[int, str], dict[str, tuple[str, dict[str, Any]]]]:
-        """Classify and store new images; return (failed index -> reason, key -> near-duplicate fix)."""
-        order = list(images)
-        fixed = self.store.fixed_phashes(advertiser) if order else []
-        failed: dict[int, str] = {}
-        near: dict[str, tuple[str, dict[str, Any]]] = {}
-        for start in range(0, len(order), self.settings.batch_size):
-            chunk = order[start : start + self.settings.batch_size]
-            with_color = [items[i].known_color is None for i in chunk]
-            t0 = time.perf_counter()
-            try:
-                preds = await asyncio.to_thread(pipeline.classify, [images[i] for i in chunk], with_color)
-                stats.inference_seconds += time.perf_counter() - t0
-            except Exception as exc:  # noqa: BLE001 -- a model failure skips these images, never the batch
-                log.exception("model error on %d images", len(chunk))
-                failed |= dict.fromkeys(chunk, f"model_error: {type(exc).__name__}")
-                continue
-            for i, p in zip(chunk, preds, strict=True):
-                k = ckeys[i]
-                im = images[i]
-                ph = perceptual_hash(im)
-                self.store.put_image(k, ph, im.shape[1], im.shape[0], len(fetched[i].data))
-                if self.images is not None:
-                    await asyncio.to_thread(self.images.put, k, fetched[i].data)
-                self.store.put_prediction(k, p.model_version, p.type, p.color, p.stored_scores(), p.box)
-                stats.classified += 1
-                original = self._near_fixed(ph, k, fixed)
-                src = self.store.answers([original], advertiser).get(original) if original else None
-                if original and src is not None:
-                    near[k] = (original, {f: getattr(src, f) for f in src.manual})
-                    stats.near_duplicates += 1
-        return failed, near
+    def _store_new(self, rows: list[tuple[Work, RGBArray, Any]]) -> None:
+        """Images, predictions and kept bytes of a classified group, in one transaction (a thread)."""
+        images, predictions, phashes = [], [], {}
+        for w, image, p in rows:
+            key, data = w.content_key or "", w.fetched.data if w.fetched else b""
+            phashes[key] = ph = perceptual_hash(image)
+            images.append((key, ph, image.shape[1], image.shape[0], len(data)))
+            predictions.append((key, p.model_version, p.type, p.color, p.stored_scores(), p.box))
+            if self.service.images is not None:
+                self.service.images.put(key, data)
+        self.store.put_classified(images, predictions)
+        self.fresh |= set(phashes)
+        self.stats.classified += len(rows)
+        for key, ph in phashes.items():
+            original = self._near_fixed(ph, key)
+            source = self.store.answers([original], self.advertiser).get(original) if original else None
+            if original and source is not None:
+                self.near[key] = (original, {f: getattr(source, f) for f in source.manual})
+                self.stats.near_duplicates += 1
 
-    def _near_fixed(self, phash: int, key: str, fixed: list[tuple[str, int]]) -> str | None:
+    def _near_fixed(self, phash: int, key: str) -> str | None:
         best = None
-        for k, h in fixed:
+        for k, h in self._fixed or []:
             d = hamming(phash, h)
             if k != key and d <= self.settings.phash_distance and (best is None or d < best[0]):
                 best = (d, k)
         return best[1] if best else None
 
-    @staticmethod
-    def _fill(r: Result, key: str, a: Answer, item: Item, source: str, near: tuple[str, dict[str, Any]] | None) -> None:
+    async def record(self) -> None:
+        """Answer each item, skip what the deadline left, learn about hosts, record the inventory."""
+        missing = {w.content_key for w in self.work if w.ok and w.content_key and w.content_key not in self.answers}
+        missing -= set(self.failed)
+        if missing:
+            self.answers |= await asyncio.to_thread(self.store.answers, missing, self.advertiser)
+        for w in self.work:
+            key = w.content_key
+            if not w.ok:
+                continue
+            if key in self.failed:
+                w.result.skip(self.failed[key or ""])
+            elif key is None or key not in self.answers:
+                w.result.skip("deadline")
+            else:
+                self._fill(w, self.answers[key])
+        await asyncio.to_thread(self._record_inventory)
+
+    def _fill(self, w: Work, a: Answer) -> None:
         """The answer for one item; a near-duplicate of a fixed image takes that image's fixed fields."""
+        r, key = w.result, w.content_key or ""
         r.image_key = key
         r.type, r.color, r.model_version = a.type, a.color, a.model_version
         r.scores = {"type": a.scores.get("type", {}), "color": a.scores.get("color", {})}
-        r.source = "manual" if a.manual else source
+        r.source = "manual" if a.manual else ("model" if key in self.fresh and not w.cached else "cache")
+        near = self.near.get(key)
         if near and not a.manual:
             r.near_duplicate_of = near[0]
             for f, v in near[1].items():
                 setattr(r, f, v)
             r.source = "manual"
-        known_color = item.known_color
+        known_color = w.item.known_color
         if known_color and "color" not in a.manual:
             r.color = known_color
         if r.type == PLACEHOLDER:
             r.color = None
 
-    def _learn(self, url: str, hkey: str, ckey: str, stats: BatchStats) -> None:
-        """Distrust a host whose header key maps to new bytes, or whose bytes come under a new key."""
-        host = urlsplit(url).hostname or ""
-        before = self.store.remember_header_key(hkey, ckey, host, url)
-        changed = self.store.other_header_key(url, hkey, ckey)
-        why = None
-        if before is not None:
-            why = "a header key served different bytes"
-        elif changed:
-            why = "the header key changed while the bytes did not"
-        if why and self.store.distrust_host(host, why):
-            log.warning("host %s untrusted: %s; content keys only from now on", host, why)
-            stats.hosts_distrusted.append(host)
+    def _record_inventory(self) -> None:
+        """Sightings, skips, answer counts and header-key lessons of the batch (a thread)."""
+        answered = [w for w in self.work if w.ok]
+        if self.mode != "content":
+            lessons = [
+                (hk, w.content_key or "", urlsplit(w.url or "").hostname or "", w.url or "")
+                for w in answered
+                if w.fetched is not None and (hk := header_key(w.fetched.url, w.fetched.headers))
+            ]
+            for host, why in self.store.learn_header_keys(lessons):
+                log.warning("host %s untrusted: %s; content keys only from now on", host, why)
+                self.stats.hosts_distrusted.append(host)
+        self.store.see_many(
+            self.advertiser, [(w.url or "", w.content_key or "", w.item.vehicle_id, w.result.source) for w in answered]
+        )
+        skipped = [w for w in self.work if not w.ok]
+        self.store.skip_many(
+            self.advertiser,
+            [
+                (w.url or printable(w.item.url, MAX_URL), w.result.reason or "unknown", w.item.vehicle_id)
+                for w in skipped
+            ],
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for w in self.work:
+            r = w.result
+            if r.status == "skipped":
+                reason = r.reason or "unknown"
+                self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
+            elif r.type and r.source:
+                key = (r.model_version or "manual", r.type, r.source)
+                counts[key] = counts.get(key, 0) + 1
+        self.store.count_answers(self.advertiser, counts)

@@ -142,7 +142,7 @@ def test_idempotency_key_returns_the_first_job(client: TestClient, server: str) 
     other = client.post(
         "/v1/jobs", json={"advertiser": "a", "images": [{"url": f"{server}/car.jpg"}]}, headers=auth("scraper") | key
     )
-    assert other.status_code == 422
+    assert other.status_code == 409
     assert "Idempotency-Key" in other.json()["detail"]
     wait(client, first["id"])
     listed = client.get("/v1/jobs", headers=auth("scraper")).json()["jobs"]

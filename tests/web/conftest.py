@@ -26,7 +26,7 @@ from synth import variant
 
 
 @pytest.fixture
-def site(tmp_path: Path, pipeline: Pipeline, server: str, dev_data: Path) -> Iterator[Site]:
+def site(tmp_path: Path, pipeline: Pipeline, server: str) -> Iterator[Site]:
     settings = Settings(
         data_dir=tmp_path / "data",
         allow_private_addresses=True,
@@ -37,7 +37,7 @@ def site(tmp_path: Path, pipeline: Pipeline, server: str, dev_data: Path) -> Ite
         page_size=4,
     )
     store = Store.from_url(settings.resolved_database_url())
-    keys = seed(settings, store, pipeline, server, dev_data)
+    keys = seed(settings, store, server)
     bundled = register(store, default_model_dir(), settings, "ana")
     register(store, variant(tmp_path, "lotlens-candidate", 0.45), settings, "ana", dataset="ds-test")
     Registry(store).promote(bundled.version, actor="ana", reason="first")

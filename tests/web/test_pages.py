@@ -281,7 +281,7 @@ def test_review_queue_accept_reject_relabel(site: Site, app_client: TestClient) 
     assert ReviewQueue(site.store).items()[0].status == "pending"
     res = app_client.post(f"/review/{conflict}", data={"csrf": csrf, "action": "relabel", "value": "Stock"})
     assert "Relabelled." in res.text
-    res = app_client.post(f"/review/{doubt}", data={"csrf": csrf, "action": "relabel", "value": "Mauve"})
+    res = app_client.post(f"/review/{doubt}", data={"csrf": csrf, "action": "relabel", "value": "Beige"})
     assert res.status_code == 422
     res = app_client.post(f"/review/{doubt}", data={"csrf": csrf, "action": "accept"})
     assert "Accepted." in res.text
@@ -478,6 +478,7 @@ def test_a_database_outage_is_a_503_to_retry_on_pages_and_api(
     assert "Try again in a moment" in page.text
     api = app_client.get(f"/v1/images/{site.keys['car0']}", headers={"Authorization": f"Bearer {KEYS['a'].key}"})
     assert api.status_code == 503
-    assert api.json() == {"detail": "the store is not answering; retry shortly"}
+    assert api.headers["content-type"] == "application/problem+json"
+    assert api.json()["code"] == "store_unavailable"
     monkeypatch.undo()
     assert app_client.get("/advertisers/a").status_code == 200

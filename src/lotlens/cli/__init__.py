@@ -13,11 +13,44 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from lotlens.config import Settings
-from lotlens.errors import FetchError, ImageDecodeError, LotlensError
+from lotlens.errors import (
+    Conflict,
+    FetchError,
+    ImageDecodeError,
+    InvalidInput,
+    LotlensError,
+    NotFound,
+    PermissionDenied,
+)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos.")
+# The CLI's one table of domain errors: what the message starts with, and the exit status.
+EXIT_CODES: dict[type[LotlensError], tuple[str, int]] = {
+    NotFound: ("not found", 3),
+    PermissionDenied: ("not allowed", 4),
+    Conflict: ("conflict", 5),
+    InvalidInput: ("invalid", 2),
+}
+
+
+class _Commands(TyperGroup):
+    """Every command runs inside this: a domain error is one line on stderr and its exit status."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LotlensError as exc:
+            found = (entry for kind, entry in EXIT_CODES.items() if isinstance(exc, kind))
+            label, status = next(found, ("error", 2))
+            err.print(f"[red]{label}:[/red] {exc}", highlight=False)
+            raise typer.Exit(status) from exc
+
+
+app = typer.Typer(
+    cls=_Commands, add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos."
+)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -431,32 +464,25 @@ def fix(
     actor: Annotated[str, typer.Option(help="who makes the fix (recorded in the history)")] = "cli",
     comment: Annotated[str | None, typer.Option(help="why")] = None,
 ) -> None:
-    """Record a manual fix as staff; it is never overwritten by the model and goes into the history."""
+    """Record a manual fix as staff, under the same rules and checks as the API (all fields or none);
+    it is never overwritten by the model and goes into the history."""
+    from lotlens.access import Access, FixRequest, Principal
     from lotlens.store import Store
 
     if type_ is None and color is None:
         raise _die("give --type and/or --color")
+    changes = {
+        f: (None if v.lower() == "none" and f == "color" else v) for f, v in (("type", type_), ("color", color)) if v
+    }
     store = Store.from_url(Settings().resolved_database_url())
     try:
-        for field_name, value in (("type", type_), ("color", color)):
-            if value is not None:
-                rec = store.add_fix(
-                    image_key,
-                    field_name,
-                    value,
-                    actor=actor,
-                    role="staff",
-                    scope=scope,
-                    advertiser=advertiser,
-                    comment=comment,
-                )
-                out.print(f"{rec.field}: {rec.old_value} -> {rec.new_value} ({rec.scope}, by {rec.actor})")
-    except KeyError as exc:
-        raise _die(f"unknown image {image_key}") from exc
-    except ValueError as exc:
-        raise _die(str(exc)) from exc
+        _, rows = Access(store).record_fix(
+            Principal(actor, "staff"), FixRequest(image_key, changes, advertiser, scope, comment)
+        )
     finally:
         store.engine.dispose()
+    for rec in rows:
+        out.print(f"{rec.field}: {rec.old_value} -> {rec.new_value} ({rec.scope}, by {rec.actor})")
 
 
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: register, promote, roll back.")
@@ -531,12 +557,7 @@ def models_promote(
     alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
 ) -> None:
     """Point an alias at a model; running servers switch within LOTLENS_MODEL_POLL_SECONDS."""
-    try:
-        rec = _registry().promote(version, actor=actor, reason=reason, alias=alias)
-    except KeyError as exc:
-        raise _die(f"unknown model {version}; register it first") from exc
-    except ValueError as exc:
-        raise _die(str(exc)) from exc
+    rec = _registry().promote(version, actor=actor, reason=reason, alias=alias)
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version}")
 
 
@@ -547,10 +568,7 @@ def models_rollback(
     alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
 ) -> None:
     """Point an alias back at the model it had before its latest change."""
-    try:
-        rec = _registry().rollback(actor=actor, reason=reason, alias=alias)
-    except LookupError as exc:
-        raise _die(str(exc)) from exc
+    rec = _registry().rollback(actor=actor, reason=reason, alias=alias)
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version} (rollback)")
 
 
@@ -627,12 +645,7 @@ def dataset_review(
     for item_id, action in ((accept, "accept"), (reject, "reject"), (relabel, "relabel")):
         if item_id is None:
             continue
-        try:
-            rec = queue.decide(item_id, action, actor, value)
-        except KeyError as exc:
-            raise _die(f"no review item {item_id}") from exc
-        except ValueError as exc:
-            raise _die(str(exc)) from exc
+        rec = queue.decide(item_id, action, actor, value)
         out.print(f"#{rec.id} {rec.field} of {rec.content_key[:14]}...: {rec.status} {rec.decided_value or ''}")
         return
     table = Table(title="review queue")

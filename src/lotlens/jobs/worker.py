@@ -123,7 +123,8 @@ def worker_state(settings: Settings) -> WorkerState:
 
 
 def make_celery(settings: Settings) -> Any:
-    """The Celery app for `settings.broker_url`, with the job tasks registered on it."""
+    """The Celery app for `settings.broker_url`, with the job tasks registered on it (and only on it:
+    `shared=False`, or a second app in the process would get this one's tasks and settings)."""
     from celery import Celery
     from celery.signals import worker_process_init
 
@@ -141,7 +142,7 @@ def make_celery(settings: Settings) -> Any:
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
     )
 
-    @app.task(name=RUN_CHUNK, bind=True, max_retries=None)
+    @app.task(name=RUN_CHUNK, bind=True, max_retries=None, shared=False)
     def run_chunk(task: Any, job_id: str, seq: int) -> None:
         state = worker_state(settings)
         state.follow_champion()
@@ -153,7 +154,7 @@ def make_celery(settings: Settings) -> Any:
         if ended is not None and ended.webhook_url:
             send_webhook(app, ended.id, ended.webhook_attempts + 1, 0.0)
 
-    @app.task(name=DELIVER_WEBHOOK)
+    @app.task(name=DELIVER_WEBHOOK, shared=False)
     def deliver_webhook(job_id: str, attempt: int, not_before: float = 0.0) -> None:
         if not_before > time.time():  # still waiting out a long backoff: hop again
             send_webhook(app, job_id, attempt, not_before - time.time())
@@ -163,7 +164,7 @@ def make_celery(settings: Settings) -> Any:
         if delay is not None:
             send_webhook(app, job_id, attempt + 1, delay)
 
-    @app.task(name=MONITOR)
+    @app.task(name=MONITOR, shared=False)
     def monitor() -> list[str]:
         """The daily watch (`lotlens monitor`): what moved is logged as a warning and returned."""
         from lotlens.train.monitor import watch

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from lotlens.errors import Conflict, InvalidInput, NotFound
 from lotlens.store.repository import Store, now
 from lotlens.store.tables import Alias, ModelRow, Promotion
 
@@ -106,15 +107,15 @@ class Registry:
         """Point `alias` at `version` and log it with the model's metrics.
 
         Raises:
-            KeyError: the version is not registered.
-            ValueError: an unknown alias.
+            NotFound: the version is not registered (`unknown_model`).
+            InvalidInput: an unknown alias.
         """
         if alias not in ALIASES:
-            raise ValueError(f"alias must be one of {ALIASES}")
+            raise InvalidInput(f"alias must be one of {ALIASES}")
         with self._session.begin() as s:
             model = s.get(ModelRow, version)
             if model is None:
-                raise KeyError(version)
+                raise NotFound(f"unknown model {version!r}", "unknown_model")
             row = s.get(Alias, alias, with_for_update=True)
             before = row.version if row else None
             if row is None:
@@ -139,11 +140,11 @@ class Registry:
         """Point `alias` back at the version it had before its latest change.
 
         Raises:
-            LookupError: nothing to roll back to.
+            Conflict: nothing to roll back to (`nothing_to_roll_back`).
         """
         history = self.history(alias)
         if not history or history[-1].from_version is None:
-            raise LookupError(f"no earlier {alias} to roll back to")
+            raise Conflict(f"no earlier {alias} to roll back to", "nothing_to_roll_back")
         return self.promote(history[-1].from_version, actor=actor, reason=reason, alias=alias, action="rollback")
 
     def history(self, alias: str | None = None) -> list[PromotionRecord]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,25 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from lotlens.errors import Conflict, InvalidInput, NotFound
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES, normalise_color
-from lotlens.store.tables import AnswerCount, Fix, HeaderKey, Host, Image, Prediction, Sighting, Skip
+from lotlens.store.tables import (
+    AnswerCount,
+    Fix,
+    HeaderKey,
+    Host,
+    IdempotencyKey,
+    Image,
+    Prediction,
+    Sighting,
+    Skip,
+)
 
 FIELDS = ("type", "color")
+IDEMPOTENCY_HOURS = 24
 SCOPES = ("advertiser", "global")
 CHUNK = 5000  # keys per IN (...): PostgreSQL takes at most 65,535 bind parameters a statement
 
@@ -153,6 +166,30 @@ class HeaderKeyRecord:
     last_seen: datetime
 
 
+def check_fix(changes: dict[str, str | None], scope: str, advertiser: str | None) -> dict[str, str | None]:
+    """The canonical values of a fix, or `InvalidInput` naming the first bad one (nothing is written)."""
+    if not changes:
+        raise InvalidInput("a fix needs a type or a color", "empty_fix")
+    if scope not in SCOPES:
+        raise InvalidInput(f"scope must be one of {SCOPES}")
+    if scope == "advertiser" and not advertiser:
+        raise InvalidInput("an advertiser-scope fix needs an advertiser")
+    out: dict[str, str | None] = {}
+    for name, value in changes.items():
+        if name not in FIELDS:
+            raise InvalidInput(f"field must be one of {FIELDS}")
+        if name == "type":
+            if value not in TYPES:
+                raise InvalidInput(f"type must be one of {', '.join(TYPES)}", "unknown_type")
+            out[name] = value
+        else:
+            try:
+                out[name] = normalise_color(value)
+            except ValueError as exc:
+                raise InvalidInput(str(exc), "unknown_color") from exc
+    return out
+
+
 def _fix_record(f: Fix) -> FixRecord:
     return FixRecord(
         f.id,
@@ -211,6 +248,98 @@ class Store:
                 )
                 .on_conflict_do_nothing(index_elements=["content_key"])
             )
+
+    def put_classified(
+        self,
+        images: Sequence[tuple[str, int | None, int | None, int | None, int | None]],
+        predictions: Sequence[tuple[str, str, str, str | None, dict[str, Any], Sequence[int] | None]],
+    ) -> None:
+        """A classified group in one transaction: its images (content key, pHash, width, height,
+        bytes) and predictions (content key, model version, type, color, scores, box). Repeats
+        change nothing."""
+        for _, _, type_, color, _, _ in predictions:
+            if type_ not in TYPES or (color is not None and color not in COLORS):
+                raise InvalidInput(f"bad prediction {type_!r}/{color!r}")
+        if not images and not predictions:
+            return
+        t = now()
+        with self._session.begin() as s:
+            if images:
+                s.execute(
+                    self._insert(Image)
+                    .values(
+                        [
+                            {"content_key": k, "phash": ph, "width": w, "height": h, "size_bytes": n, "first_seen": t}
+                            for k, ph, w, h, n in images
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=["content_key"])
+                )
+            if predictions:
+                s.execute(
+                    self._insert(Prediction)
+                    .values(
+                        [
+                            {
+                                "content_key": k,
+                                "model_version": version,
+                                "type": type_,
+                                "color": None if type_ == PLACEHOLDER else color,
+                                "scores": scores,
+                                "box": list(box) if box else None,
+                                "created_at": t,
+                            }
+                            for k, version, type_, color, scores, box in predictions
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=["content_key", "model_version"])
+                )
+
+    def learn_header_keys(self, rows: Sequence[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
+        """Remember which bytes each (header key, content key, host, url) served, in one transaction,
+        and distrust a host whose header key now maps to new bytes, or whose bytes came under a new
+        header key. Returns the (host, why) of hosts distrusted by this call."""
+        if not rows:
+            return []
+        out: list[tuple[str, str]] = []
+        t = now()
+        with self._session.begin() as s:
+            known = {
+                r.header_key: r
+                for r in s.scalars(
+                    select(HeaderKey).where(HeaderKey.header_key.in_([r[0] for r in rows])).with_for_update()
+                )
+            }
+            others = set(
+                s.execute(
+                    select(HeaderKey.url, HeaderKey.content_key, HeaderKey.header_key).where(
+                        HeaderKey.url.in_([r[3] for r in rows])
+                    )
+                ).all()
+            )
+            reasons: dict[str, str] = {}
+            for hkey, ckey, host, url in rows:
+                row = known.get(hkey)
+                if row is None:
+                    row = HeaderKey(header_key=hkey, content_key=ckey, host=host, url=url, first_seen=t, last_seen=t)
+                    s.add(row)
+                    known[hkey] = row
+                    if any(u == url and c == ckey and h != hkey for u, c, h in others):
+                        reasons.setdefault(host, "the header key changed while the bytes did not")
+                    continue
+                if row.content_key != ckey:
+                    reasons.setdefault(host, "a header key served different bytes")
+                row.content_key, row.last_seen, row.url = ckey, t, url
+            for host, why in reasons.items():
+                h = s.get(Host, host, with_for_update=True)
+                if h is None:
+                    s.add(Host(host=host, trusted=False, reason=why, changed_at=t))
+                elif h.trusted:
+                    h.trusted, h.reason, h.changed_at = False, why, t
+                else:
+                    continue
+                out.append((host, why))
+        return out
 
     def remember_header_key(self, header_key: str, content_key: str, host: str, url: str) -> str | None:
         """Map a header key to content; return the content it mapped to before if that differs."""
@@ -546,42 +675,96 @@ class Store:
         advertiser: str | None,
         comment: str | None = None,
     ) -> FixRecord:
-        """Append a fix; its old value is the answer the fixer saw, read in the same transaction.
+        """Append one fix (see `add_fixes`)."""
+        return self.add_fixes(
+            content_key, {field_name: new_value}, actor=actor, role=role, scope=scope, advertiser=advertiser,
+            comment=comment,
+        )[0]  # fmt: skip
+
+    def add_fixes(
+        self,
+        content_key: str,
+        changes: dict[str, str | None],
+        *,
+        actor: str,
+        role: str,
+        scope: str,
+        advertiser: str | None,
+        comment: str | None = None,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> list[FixRecord]:
+        """Append a fix per changed field, all or none: every value is checked before anything is
+        written, and the rows land in one transaction. Each old value is the answer the fixer saw,
+        read in that transaction.
+
+        Args:
+            idempotency: (owner, key, request hash): a retry of the same request with the same
+                `Idempotency-Key` returns the fixes of the first try and writes nothing.
 
         Raises:
-            ValueError: unknown field, scope or label, or an advertiser-scope fix without advertiser.
-            KeyError: the image is unknown.
+            InvalidInput: no field, an unknown field, scope or label, or an advertiser-scope fix
+                without an advertiser.
+            NotFound: the image is unknown (`unknown_image`).
+            Conflict: the key was used for another request (`idempotency_conflict`).
         """
-        if field_name not in FIELDS:
-            raise ValueError(f"field must be one of {FIELDS}")
-        if scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}")
-        if scope == "advertiser" and not advertiser:
-            raise ValueError("an advertiser-scope fix needs an advertiser")
-        if field_name == "type" and new_value not in TYPES:
-            raise ValueError(f"type must be one of {TYPES}")
-        if field_name == "color":
-            new_value = normalise_color(new_value)
-        with self._session.begin() as s:
-            if s.get(Image, content_key) is None:
-                raise KeyError(content_key)
-            current = self._resolve(s, [content_key], advertiser)[content_key]
-            row = Fix(
-                content_key=content_key,
-                advertiser=advertiser,
-                field=field_name,
-                old_value=getattr(current, field_name),
-                new_value=new_value,
-                actor=actor,
-                role=role,
-                scope=scope,
-                comment=comment,
-                created_at=now(),
-                model_version=current.model_version,
-            )
-            s.add(row)
-            s.flush()
-            return _fix_record(row)
+        values = check_fix(changes, scope, advertiser)
+        if idempotency is not None:
+            replay = self._replay(idempotency)
+            if replay is not None:
+                return replay
+        try:
+            with self._session.begin() as s:
+                if s.get(Image, content_key) is None:
+                    raise NotFound(f"unknown image {content_key!r}", "unknown_image")
+                current = self._resolve(s, [content_key], advertiser)[content_key]
+                rows = [
+                    Fix(
+                        content_key=content_key,
+                        advertiser=advertiser,
+                        field=field_name,
+                        old_value=getattr(current, field_name),
+                        new_value=value,
+                        actor=actor,
+                        role=role,
+                        scope=scope,
+                        comment=comment,
+                        created_at=now(),
+                        model_version=current.model_version,
+                    )
+                    for field_name, value in values.items()
+                ]
+                s.add_all(rows)
+                s.flush()
+                if idempotency is not None:
+                    owner, key, digest = idempotency
+                    s.add(
+                        IdempotencyKey(
+                            owner=owner,
+                            key=key,
+                            request_sha256=digest,
+                            fix_ids=[r.id for r in rows],
+                            created_at=now(),
+                        )
+                    )
+                    s.flush()  # two concurrent first tries: one of them fails here, and replays below
+                return [_fix_record(r) for r in rows]
+        except IntegrityError:
+            replay = self._replay(idempotency) if idempotency is not None else None
+            if replay is None:
+                raise
+            return replay
+
+    def _replay(self, idempotency: tuple[str, str, str]) -> list[FixRecord] | None:
+        """The fixes an earlier try with this key wrote (keys live `IDEMPOTENCY_HOURS`)."""
+        owner, key, digest = idempotency
+        with self._session() as s:
+            row = s.get(IdempotencyKey, (owner, key))
+            if row is None or row.created_at < now() - timedelta(hours=IDEMPOTENCY_HOURS):
+                return None
+            if row.request_sha256 != digest:
+                raise Conflict("this Idempotency-Key was used for another request within 24 h", "idempotency_conflict")
+            fixes = s.scalars(select(Fix).where(Fix.id.in_(list(row.fix_ids))).order_by(Fix.id))
+            return [_fix_record(f) for f in fixes]
 
     # -- watch figures ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import case, select
 
+from lotlens.errors import InvalidInput, NotFound
 from lotlens.labels import COLORS, TYPES, normalise_color
 from lotlens.store.repository import Store, now
 from lotlens.store.tables import ReviewItem
@@ -103,21 +104,23 @@ class ReviewQueue:
         """Accept (the candidate label), reject (keep it out), or relabel (with `value`).
 
         Raises:
-            KeyError: no such item.
-            ValueError: an unknown action, a label that is not one, or accepting a conflict.
+            NotFound: no such item (`unknown_review_item`).
+            InvalidInput: an unknown action, a label that is not one, or accepting a conflict.
         """
         if action not in ACTIONS:
-            raise ValueError(f"action must be one of {sorted(ACTIONS)}")
+            raise InvalidInput(f"action must be one of {sorted(ACTIONS)}")
         with self._session.begin() as s:
-            item = s.get(ReviewItem, item_id, with_for_update=True)
+            item = s.get(ReviewItem, item_id, with_for_update=True) if 0 < item_id < 2**63 else None
             if item is None:
-                raise KeyError(item_id)
+                raise NotFound(f"no review item {item_id}", "unknown_review_item")
             if action == "relabel":
                 value = _check(item.field, value)
             elif action == "accept":
                 values = {c["value"] for c in item.candidates}
                 if len(values) != 1:
-                    raise ValueError("a conflict has several labels: relabel it with the right one, or reject it")
+                    raise InvalidInput(
+                        "a conflict has several labels: relabel it with the right one, or reject it", "conflict_labels"
+                    )
                 value = values.pop()
             else:
                 value = None
@@ -137,9 +140,12 @@ class ReviewQueue:
 def _check(field: str, value: str | None) -> str:
     if field == "type":
         if value not in TYPES:
-            raise ValueError(f"type must be one of {TYPES}")
+            raise InvalidInput(f"type must be one of {TYPES}")
         return value
-    color = normalise_color(value)
+    try:
+        color = normalise_color(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
     if color not in COLORS:
-        raise ValueError(f"color must be one of {COLORS}")
+        raise InvalidInput(f"color must be one of {COLORS}")
     return color

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +19,21 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A time zone-aware timestamp on every database: SQLite keeps no zone, so what it hands back
+    is read as UTC (every time lotlens writes is UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
 
 KEY = 66  # "c:" / "h:" + 64 hex digits
 
@@ -36,7 +51,7 @@ class Image(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     size_bytes: Mapped[int | None] = mapped_column(Integer)
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class HeaderKey(Base):
@@ -47,8 +62,8 @@ class HeaderKey(Base):
     content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
     host: Mapped[str] = mapped_column(String(255), index=True)
     url: Mapped[str] = mapped_column(Text)
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Sighting(Base):
@@ -60,8 +75,8 @@ class Sighting(Base):
     url: Mapped[str] = mapped_column(Text, primary_key=True)
     content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
     vehicle_id: Mapped[str | None] = mapped_column(String(128))
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     source: Mapped[str | None] = mapped_column(String(8))  # how the latest scrape was answered: model|cache|manual
 
 
@@ -73,8 +88,8 @@ class Skip(Base):
     url: Mapped[str] = mapped_column(Text, primary_key=True)
     reason: Mapped[str] = mapped_column(String(64))
     vehicle_id: Mapped[str | None] = mapped_column(String(128))
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Prediction(Base):
@@ -89,7 +104,7 @@ class Prediction(Base):
     color: Mapped[str | None] = mapped_column(String(16))
     scores: Mapped[dict[str, Any]] = mapped_column(JSON)
     box: Mapped[list[int] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Fix(Base):
@@ -107,7 +122,7 @@ class Fix(Base):
     role: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(16))
     comment: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     model_version: Mapped[str | None] = mapped_column(String(64))  # of the answer the fix corrected
 
 
@@ -118,7 +133,7 @@ class Host(Base):
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     trusted: Mapped[bool] = mapped_column(Boolean, default=True)
     reason: Mapped[str | None] = mapped_column(Text)
-    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ModelRow(Base):
@@ -131,7 +146,7 @@ class ModelRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     dataset: Mapped[str | None] = mapped_column(String(64))
     registered_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Alias(Base):
@@ -140,7 +155,7 @@ class Alias(Base):
     __tablename__ = "model_aliases"
     alias: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[str] = mapped_column(ForeignKey("models.version"))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Promotion(Base):
@@ -155,7 +170,7 @@ class Promotion(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ReviewItem(Base):
@@ -174,8 +189,8 @@ class ReviewItem(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|accepted|rejected|relabelled
     decided_value: Mapped[str | None] = mapped_column(String(16))
     decided_by: Mapped[str | None] = mapped_column(String(128))
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AnswerCount(Base):
@@ -188,6 +203,17 @@ class AnswerCount(Base):
     type: Mapped[str] = mapped_column(String(16), primary_key=True)
     source: Mapped[str] = mapped_column(String(8), primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class IdempotencyKey(Base):
+    """A request made with an `Idempotency-Key`: its retries within 24 h replay it, never repeat it."""
+
+    __tablename__ = "idempotency_keys"
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)  # the API key's name and the endpoint
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    fix_ids: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class Job(Base):
@@ -216,9 +242,9 @@ class Job(Base):
     webhook_status: Mapped[str | None] = mapped_column(String(16))  # pending|delivered|failed
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
     webhook_last: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"at", "status_code", "error"}
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class JobItem(Base):
@@ -243,8 +269,8 @@ class JobChunk(Base):
     stop: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))  # pending|running|done|cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class HostLease(Base):
@@ -254,4 +280,4 @@ class HostLease(Base):
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     slot: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -34,22 +34,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lotlens.api import (
-    LOCAL_ADMIN,
-    STORE_RETRY_SECONDS,
-    AppState,
-    FixIn,
-    check_advertiser,
-    check_image,
-    fix_history,
-    record_fix,
-    require_admin,
-    require_staff,
-    state,
-    store_unavailable,
-)
+from lotlens.access import LOCAL_ADMIN, Access, FixRequest
+from lotlens.api import STORE_RETRY_SECONDS, AppState, state
+from lotlens.api.problems import domain_error, store_error, validation_error
+from lotlens.api.problems import http_error as api_http_error
 from lotlens.config import Settings
-from lotlens.errors import ImageDecodeError
+from lotlens.errors import Conflict, ImageDecodeError, InvalidInput, LotlensError, NotFound, PermissionDenied
 from lotlens.imaging import thumbnail_jpeg
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
 from lotlens.store.images import ImageFolder
@@ -74,10 +64,26 @@ NOTICES = {
 # -- page helpers ---------------------------------------------------------------------------------
 
 
+def web_url(url: str | None) -> str | None:
+    """`url` when a browser may follow it (http or https), else None: a scraped `javascript:` or
+    `data:` URL is shown as text, never as a link."""
+    if not url:
+        return None
+    scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
+    return url if scheme in ("http", "https") else None
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with = + - @ TAB or CR would run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("lotlens.web", "templates"), autoescape=select_autoescape())
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
-    env.filters["when"] = lambda t: "" if t is None else t.strftime("%Y-%m-%d %H:%M")
+    env.filters["when"] = lambda t: "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    env.filters["web_url"] = web_url
     env.filters["short"] = lambda k: (k or "")[:14]
     env.globals.update(TYPES=TYPES, COLORS=COLORS, SOURCES=SOURCES, PLACEHOLDER=PLACEHOLDER)
     return Jinja2Templates(env=env)
@@ -202,7 +208,7 @@ def _card(row: Listed, ans: Answer | None, settings: Settings) -> Card:
         ans.color,
         _source(row, ans),
         _lowest_score(ans),
-        _kept_thumb(settings, ans.content_key, 320) or row.url,
+        _kept_thumb(settings, ans.content_key, 320) or web_url(row.url),
     )
 
 
@@ -388,7 +394,7 @@ def fix_query(
     actor: FixFilter = None,
     field: FixFilter = None,
 ) -> FixQuery:
-    adv = check_advertiser(v.who, advertiser or None)
+    adv = Access.advertiser_view(v.who, advertiser or None)
     if field and field not in ("type", "color"):
         raise HTTPException(422, "field must be type or color")
     d0, d1 = _day(since, "since"), _day(until, "until")
@@ -415,18 +421,20 @@ def _csv_rows(fixes: list[FixRecord]) -> Iterator[str]:
     for f in fixes:
         w.writerow(
             [
-                f.id,
-                f.created_at.isoformat(),
-                f.content_key,
-                f.advertiser or "",
-                f.field,
-                f.old_value or "",
-                f.new_value or "",
-                f.actor,
-                f.role,
-                f.scope,
-                # a spreadsheet runs a cell that starts with = + - @ as a formula: make it text
-                ("'" + f.comment) if f.comment and f.comment[0] in "=+-@" else (f.comment or ""),
+                csv_cell(v)
+                for v in (
+                    f.id,
+                    f.created_at.isoformat(),
+                    f.content_key,
+                    f.advertiser,
+                    f.field,
+                    f.old_value,
+                    f.new_value,
+                    f.actor,
+                    f.role,
+                    f.scope,
+                    f.comment,
+                )
             ]
         )
         if buf.tell() > 64_000:
@@ -551,11 +559,11 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
     async def advertisers(request: Request, st: State, v: Who) -> Response:
         if not v.staff and v.who.advertiser:
             return see_other(_inventory_url(v.who.advertiser))
-        require_staff(v.who)
+        Access.require_staff(v.who)
         rows = await asyncio.to_thread(st.store.advertisers)
         return render(request, v, "advertisers.html", rows=rows)
 
-    @r.get("/advertisers/{advertiser}", response_class=HTMLResponse)
+    @r.get("/advertisers/{advertiser:path}", response_class=HTMLResponse)
     async def advertiser_page(
         request: Request,
         advertiser: str,
@@ -570,7 +578,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         updated: Annotated[str, Query(max_length=66)] = "",
     ) -> Response:
-        check_advertiser(v.who, advertiser)
+        Access.advertiser_view(v.who, advertiser)
         if color and color != "none" and color not in COLORS:
             raise HTTPException(422, f"color must be one of {', '.join(COLORS)} or none")
         filters = {"type": type, "color": color, "source": source, "low": low, "skipped": skipped, "vehicle": vehicle}
@@ -582,7 +590,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         just = None
         if updated:
             ans = (await asyncio.to_thread(st.store.answers, [updated], advertiser)).get(updated)
-            history = await asyncio.to_thread(fix_history, st, v.who, advertiser, content_key=updated)
+            history = await asyncio.to_thread(st.access.fix_history, v.who, advertiser, content_key=updated)
             if ans is not None:
                 just = {"answer": ans, "history": history[-4:][::-1]}
         return render(
@@ -602,25 +610,16 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
             low=st.settings.low_confidence,
         )
 
-    @r.post("/advertisers/{advertiser}/fix")
+    @r.post("/advertisers/{advertiser:path}/fix")
     async def fix(advertiser: str, st: State, v: Who, form: Annotated[FixForm, Form()]) -> Response:
         check_csrf(v, form.csrf)
-        check_image(st, v.who, form.image_key, advertiser)
         back = f"{_inventory_url(advertiser)}?{_filters_from(form.back)}".rstrip("?")
-        current = (await asyncio.to_thread(st.store.answers, [form.image_key], advertiser)).get(form.image_key)
-        if current is None:
-            raise HTTPException(404, f"unknown image {form.image_key!r}")
+        _, current = await asyncio.to_thread(st.access.answer, v.who, form.image_key, advertiser)
         changes = _fix_changes(current, form)
         if not changes:
             return see_other(back, done="unchanged", updated=form.image_key)
-        body = FixIn(
-            image_key=form.image_key,
-            advertiser=advertiser,
-            scope=form.scope,
-            comment=form.comment or None,
-            **changes,
-        )
-        await asyncio.to_thread(record_fix, st, v.who, body)
+        fix = FixRequest(form.image_key, changes, advertiser, form.scope, form.comment or None)
+        await asyncio.to_thread(st.access.record_fix, v.who, fix)
         return see_other(back, updated=form.image_key)
 
     @r.get("/images/{image_key}", response_class=HTMLResponse)
@@ -631,31 +630,30 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         v: Who,
         advertiser: Annotated[str | None, Query(max_length=128)] = None,
     ) -> Response:
-        adv = check_image(st, v.who, image_key, advertiser)
-
         def load() -> dict[str, Any]:
-            ans = st.store.answers([image_key], adv).get(image_key)
+            adv, ans = st.access.answer(v.who, image_key, advertiser)
             info = st.store.image_info(image_key)
-            if ans is None or info is None:
-                raise HTTPException(404, f"unknown image {image_key!r}")
+            if info is None:
+                raise NotFound(f"unknown image {image_key!r}", "unknown_image")
             preds = st.store.predictions(image_key)
             box = next((p.box for p in reversed(preds) if p.box), None)
             seen = st.store.sightings_of(image_key, None if v.staff else v.who.advertiser)
             urls = {s.url for s in seen}
             hkeys = [h for h in st.store.header_keys_of(image_key) if v.staff or h.url in urls]
             return {
+                "advertiser": adv,
                 "answer": ans,
                 "info": info,
                 "predictions": preds[::-1],
                 "box": _box_style(box, info.width, info.height),
                 "sightings": seen,
                 "header_keys": hkeys,
-                "history": fix_history(st, v.who, adv, content_key=image_key)[::-1],
-                "picture": _kept_thumb(st.settings, image_key, 640, adv) or (seen[0].url if seen else None),
+                "history": st.access.fix_history(v.who, adv, content_key=image_key)[::-1],
+                "picture": _kept_thumb(st.settings, image_key, 640, adv) or (web_url(seen[0].url) if seen else None),
             }
 
         data = await asyncio.to_thread(load)
-        return render(request, v, "image.html", image_key=image_key, advertiser=adv, **data)
+        return render(request, v, "image.html", image_key=image_key, **data)
 
     @r.get("/images/{image_key}/thumb")
     async def thumb(
@@ -665,7 +663,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         side: int = 320,
         advertiser: Annotated[str | None, Query(max_length=128)] = None,
     ) -> Response:
-        check_image(st, v.who, image_key, advertiser)
+        await asyncio.to_thread(st.access.image_view, v.who, image_key, advertiser)
         if side not in THUMB_SIDES:
             raise HTTPException(422, f"side must be one of {THUMB_SIDES}")
         if not st.settings.keep_images:
@@ -688,7 +686,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         f: Annotated[FixQuery, Depends(fix_query)],
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     ) -> Response:
-        rows = (await asyncio.to_thread(lambda: fix_history(st, v.who, **f.store_args)))[::-1]  # newest first
+        rows = (await asyncio.to_thread(lambda: st.access.fix_history(v.who, **f.store_args)))[::-1]  # newest first
         size = 200
         pages = max(1, math.ceil(len(rows) / size))
         page = min(page, pages)
@@ -707,7 +705,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
 
     @r.get("/fixes.csv")
     async def fixes_csv(st: State, v: Who, f: Annotated[FixQuery, Depends(fix_query)]) -> Response:
-        rows = await asyncio.to_thread(lambda: fix_history(st, v.who, **f.store_args))
+        rows = await asyncio.to_thread(lambda: st.access.fix_history(v.who, **f.store_args))
         name = f"lotlens-fixes-{datetime.now(UTC):%Y%m%d-%H%M}.csv"
         return StreamingResponse(
             _csv_rows(rows),
@@ -724,7 +722,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
         status: Annotated[Literal["pending", "accepted", "rejected", "relabelled", ""], Query()] = "pending",
         error: Annotated[str, Query(max_length=16)] = "",
     ) -> Response:
-        require_staff(v.who)
+        Access.require_staff(v.who)
         everything = await asyncio.to_thread(ReviewQueue(st.store).items, dataset or None, status or None)
         items = everything[:REVIEW_PAGE]  # the most urgent first; deciding them brings up the next
         datasets = await asyncio.to_thread(ReviewQueue(st.store).datasets)
@@ -747,23 +745,21 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
     @r.post("/review/{item_id}")
     async def review_decide(item_id: int, st: State, v: Who, form: Annotated[DecisionForm, Form()]) -> Response:
         check_csrf(v, form.csrf)
-        require_staff(v.who)
+        Access.require_staff(v.who)
         back = "/review?" + urlencode([(k, val) for k, val in parse_qsl(form.back) if k in ("dataset", "status")])
         try:
             rec = await asyncio.to_thread(ReviewQueue(st.store).decide, item_id, form.action, v.who.name, form.value)
-        except KeyError as exc:
-            raise HTTPException(404, f"no review item {item_id}") from exc
-        except ValueError as exc:
-            if form.action == "accept":
+        except InvalidInput as exc:
+            if exc.code == "conflict_labels":
                 return see_other(back, error="conflict")
-            raise HTTPException(422, str(exc)) from exc
+            raise
         return see_other(back, done=rec.status)
 
     @r.get("/models", response_class=HTMLResponse)
     async def models_page(
         request: Request, st: State, v: Who, days: Annotated[int, Query(ge=2, le=90)] = 14
     ) -> Response:
-        require_staff(v.who)
+        Access.require_staff(v.who)
 
         def load() -> dict[str, Any]:
             return {
@@ -780,7 +776,7 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
 
     @r.get("/models/sweeps/{sweep_id}/{name}")
     async def sweep_file(sweep_id: str, name: Literal["report.html", "metrics.png"], st: State, v: Who) -> Response:
-        require_staff(v.who)
+        Access.require_staff(v.who)
         root = (st.settings.data_dir / "sweeps").resolve()
         path = (root / sweep_id / name).resolve()
         if path.parent.parent != root or not path.is_file():
@@ -790,27 +786,17 @@ def build_router() -> APIRouter:  # noqa: C901 -- one function so every route sh
     @r.post("/models/{version}/promote")
     async def promote(version: str, st: State, v: Who, form: Annotated[PromoteForm, Form()]) -> Response:
         check_csrf(v, form.csrf)
-        require_admin(v.who, "promotes models")
-        try:
-            await asyncio.to_thread(
-                st.registry.promote, version, actor=v.who.name, reason=form.reason or None, alias=form.alias
-            )
-        except KeyError as exc:
-            raise HTTPException(404, f"unknown model {version!r}") from exc
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
+        Access.require_admin(v.who, "promotes models")
+        await asyncio.to_thread(
+            st.registry.promote, version, actor=v.who.name, reason=form.reason or None, alias=form.alias
+        )
         return see_other("/models", done="promoted")
 
     @r.post("/models/rollback")
     async def rollback(st: State, v: Who, form: Annotated[PromoteForm, Form()]) -> Response:
         check_csrf(v, form.csrf)
-        require_admin(v.who, "rolls back models")
-        try:
-            await asyncio.to_thread(
-                st.registry.rollback, actor=v.who.name, reason=form.reason or None, alias=form.alias
-            )
-        except LookupError as exc:
-            raise HTTPException(409, str(exc)) from exc
+        Access.require_admin(v.who, "rolls back models")
+        await asyncio.to_thread(st.registry.rollback, actor=v.who.name, reason=form.reason or None, alias=form.alias)
         return see_other("/models", done="rolled_back")
 
     return r
@@ -826,6 +812,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+
+
+# The pages' own table: domain error -> the status of the error page.
+PAGE_STATUS: dict[type[LotlensError], int] = {NotFound: 404, PermissionDenied: 403, Conflict: 409, InvalidInput: 422}
 
 
 def _is_page(request: Request) -> bool:
@@ -851,15 +841,27 @@ def add_pages(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if not _is_page(request) or request.url.path.endswith(".csv"):
+        if not _is_page(request):
+            return await api_http_error(request, exc)
+        if request.url.path.endswith(".csv"):
             return await http_exception_handler(request, exc)
         v = sessions(request).viewer(request.cookies.get(COOKIE))
         return render(request, v, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
 
-    @app.exception_handler(DBAPIError)
-    async def store_error(request: Request, exc: DBAPIError) -> Response:
+    @app.exception_handler(LotlensError)
+    async def domain_page(request: Request, exc: LotlensError) -> Response:
         if not _is_page(request):
-            return await store_unavailable(request, exc)
+            return await domain_error(request, exc)
+        status = next((code for kind, code in PAGE_STATUS.items() if isinstance(exc, kind)), 500)
+        v = sessions(request).viewer(request.cookies.get(COOKIE))
+        return render(
+            request, v, "error.html", status, status=status, detail=str(exc) if status < 500 else "internal error"
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def store_page(request: Request, exc: DBAPIError) -> Response:
+        if not _is_page(request):
+            return await store_error(request, exc)
         page = render(
             request,
             None,
@@ -874,7 +876,7 @@ def add_pages(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def form_error(request: Request, exc: RequestValidationError) -> Response:
         if not _is_page(request):
-            return await request_validation_exception_handler(request, exc)
+            return await validation_error(request, exc)
         v = sessions(request).viewer(request.cookies.get(COOKIE))
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
         return render(request, v, "error.html", 422, status=422, detail=detail)

@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from lotlens.api import STAFF_ROLES, Caller, ImageIn, Principal, ResultOut, State
-from lotlens.errors import FetchError
+from lotlens.access import Principal
+from lotlens.api.deps import Caller, State
+from lotlens.api.problems import ApiError
+from lotlens.api.schemas import Advertiser, ImageIn, ResultOut
+from lotlens.errors import FetchError, PermissionDenied
 from lotlens.jobs import Runner, result_page, status_dict
 from lotlens.jobs.webhooks import check_url
 from lotlens.store.jobs import STATUSES, JobInput, JobRecord
@@ -25,7 +28,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 class JobIn(BaseModel):
-    advertiser: str = Field(min_length=1, max_length=128)
+    advertiser: Advertiser
     images: list[ImageIn]
     webhook_url: str | None = Field(default=None, min_length=1, max_length=2048)
 
@@ -76,7 +79,7 @@ def _out(job: JobRecord) -> JobOut:
 
 
 def _visible(who: Principal, job: JobRecord) -> bool:
-    if who.role in STAFF_ROLES:
+    if who.is_staff:
         return True
     if who.advertiser is not None:
         return job.advertiser == who.advertiser
@@ -87,11 +90,11 @@ def _job(run: Runner, who: Principal, job_id: str) -> JobRecord:
     """The job, if `who` may see it; 404 alike for unknown and for someone else's."""
     job = run.jobs.get(job_id) if len(job_id) <= 32 else None
     if job is None or not _visible(who, job):
-        raise HTTPException(404, f"no job {job_id!r}")
+        raise ApiError(404, "unknown_job", f"no job {job_id!r}")
     return job
 
 
-@router.post("", status_code=202, response_model=JobOut)
+@router.post("", status_code=202, response_model=JobOut, operation_id="submit_job")
 def submit(
     body: JobIn,
     response: Response,
@@ -103,19 +106,18 @@ def submit(
     """Queue an advertiser's images as a job; answers come in chunks, in input order, at
     `/v1/jobs/{id}/results`. The same `Idempotency-Key` and body within 24 h return the first job."""
     settings = st.settings
-    if who.role not in ("scraper", *STAFF_ROLES) and who.advertiser != body.advertiser:
-        raise HTTPException(403, f"key {who.name!r} may not submit jobs for advertiser {body.advertiser!r}")
+    st.access.may_classify(who, body.advertiser)
     if not body.images:
-        raise HTTPException(422, "a job needs at least one image")
+        raise ApiError(422, "empty_job", "a job needs at least one image")
     if len(body.images) > settings.max_job:
-        raise HTTPException(413, f"{len(body.images)} images; at most {settings.max_job} per job")
+        raise ApiError(413, "too_many_images", f"{len(body.images)} images; at most {settings.max_job} per job")
     if body.webhook_url:
         if settings.webhook_secret is None:
-            raise HTTPException(422, "webhooks need LOTLENS_WEBHOOK_SECRET configured on the server")
+            raise ApiError(422, "webhook_refused", "webhooks need LOTLENS_WEBHOOK_SECRET configured on the server")
         try:
             check_url(settings, body.webhook_url)
         except FetchError as exc:
-            raise HTTPException(422, f"webhook_url refused: {exc.reason} ({exc.detail})") from exc
+            raise ApiError(422, "webhook_refused", f"webhook_url refused: {exc.reason} ({exc.detail})") from exc
     digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     job, created = run.jobs.create(
         body.advertiser,
@@ -127,7 +129,7 @@ def submit(
         request_hash=digest,
     )
     if not created and job.request_hash != digest:
-        raise HTTPException(422, "this Idempotency-Key was used with another body in the last 24 hours")
+        raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with another body in the last 24 h")
     if created:
         run.submit(job.id)
         job = run.jobs.get(job.id) or job  # failed already if the broker could not be reached
@@ -135,7 +137,7 @@ def submit(
     return _out(job)
 
 
-@router.get("", response_model=JobsOut)
+@router.get("", response_model=JobsOut, operation_id="list_jobs")
 def list_jobs(
     who: Caller,
     run: Jobs,
@@ -146,10 +148,10 @@ def list_jobs(
 ) -> JobsOut:
     """Jobs newest first, paged by `cursor` (the previous page's `next_cursor`)."""
     owner = None
-    if who.role not in STAFF_ROLES:
+    if not who.is_staff:
         if who.advertiser is not None:
             if advertiser not in (None, who.advertiser):
-                raise HTTPException(403, "advertiser keys list only their own jobs")
+                raise PermissionDenied("advertiser keys list only their own jobs")
             advertiser = who.advertiser
         else:
             owner = who.name
@@ -157,13 +159,13 @@ def list_jobs(
     return JobsOut(jobs=[_out(j) for j in rows[:limit]], next_cursor=rows[limit - 1].id if len(rows) > limit else None)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, operation_id="get_job")
 def get_job(job_id: str, who: Caller, run: Jobs) -> JobOut:
     """A job's status, counters and webhook deliveries."""
     return _out(_job(run, who, job_id))
 
 
-@router.get("/{job_id}/results", response_model=ResultsOut)
+@router.get("/{job_id}/results", response_model=ResultsOut, operation_id="job_results")
 def results(
     job_id: str,
     request: Request,
@@ -191,7 +193,7 @@ def _lines(run: Runner, job: JobRecord, start: int) -> Iterator[bytes]:
         cursor = nxt if page else None
 
 
-@router.delete("/{job_id}", response_model=JobOut)
+@router.delete("/{job_id}", response_model=JobOut, operation_id="cancel_job")
 def cancel(job_id: str, who: Caller, run: Jobs) -> JobOut:
     """Cancel a queued or running job: chunks not started never run (those running finish)."""
     job = _job(run, who, job_id)
@@ -201,5 +203,5 @@ def cancel(job_id: str, who: Caller, run: Jobs) -> JobOut:
         return _out(cancelled)
     job = run.jobs.get(job.id) or job
     if job.status != "cancelled":
-        raise HTTPException(409, f"job {job.id} is already {job.status}")
+        raise ApiError(409, "job_over", f"job {job.id} is already {job.status}")
     return _out(job)

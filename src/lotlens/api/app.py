@@ -1,0 +1,71 @@
+"""The app factory: state at start-up, the request guard, the error table, the routers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from lotlens import __version__
+from lotlens.api import problems
+from lotlens.api.deps import AppState, find_key
+from lotlens.api.guard import RequestGuard
+from lotlens.api.routes import classify, fixes, images, jobs, models, ops, review
+from lotlens.config import Settings
+from lotlens.jobs import start_runner
+from lotlens.store import Store
+from lotlens.train.registry import Champion
+from lotlens.vision import Pipeline
+
+ROUTERS = (classify.router, fixes.router, images.router, models.router, review.router, ops.router, jobs.router)
+
+
+def load_store(settings: Settings) -> Store:
+    return Store.from_url(settings.resolved_database_url())
+
+
+def create_app(settings: Settings, store: Store | None = None, pipeline: Pipeline | None = None) -> FastAPI:
+    """The FastAPI app. The store and model load at start-up unless given (tests pass them)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        st: Store = store if store is not None else await asyncio.to_thread(load_store, settings)
+        champion = Champion(settings, st, pipeline)
+        await asyncio.to_thread(champion.refresh)
+        app.state.lotlens = app_state = await asyncio.to_thread(AppState, settings, st, champion)
+        app.state.jobs = await asyncio.to_thread(start_runner, settings, st, champion)
+        watcher = asyncio.create_task(app_state.follow_champion())
+        yield
+        watcher.cancel()
+        await asyncio.to_thread(app.state.jobs.close)
+        if store is None:
+            st.engine.dispose()
+
+    app = FastAPI(
+        title="lotlens",
+        version=__version__,
+        lifespan=lifespan,
+        description="Type and color tags for car dealers' inventory photos. Authenticate with "
+        "`Authorization: Bearer <API key>` (the Authorize button); errors are RFC 9457 problem details "
+        "with a stable `code`.",
+    )
+    for kind, handler in problems.HANDLERS.items():
+        app.add_exception_handler(kind, handler)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        app_state = getattr(request.app.state, "lotlens", None)
+        if app_state is not None:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            app_state.metrics.requests.labels(path, str(response.status_code)).inc()
+        return response
+
+    app.add_middleware(RequestGuard, settings=settings, key_ok=lambda token: find_key(settings, token) is not None)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

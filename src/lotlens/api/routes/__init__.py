@@ -1,0 +1,1 @@
+"""One router per resource; `lotlens.api.app` includes them all."""
