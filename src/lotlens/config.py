@@ -71,6 +71,27 @@ class Settings(BaseSettings):
         default=0.5, gt=0, lt=1, description="review pages: a model score under this counts as low confidence"
     )
 
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (amqp:// or redis://); None = jobs run in serve's own pool"
+    )
+    broker_visibility_timeout: float = Field(
+        default=7200.0, gt=0, description="redis broker: seconds before an unacked task goes to another worker"
+    )
+    job_queue: str = Field(default="lotlens", min_length=1, description="the broker queue job tasks go through")
+    max_job: int = Field(default=100_000, gt=0, description="images per job")
+    job_chunk: int = Field(default=250, gt=0, description="images per chunk: the unit a worker runs and redoes")
+    job_chunk_tries: int = Field(default=3, gt=0, description="tries of a chunk before its job fails")
+    job_pool: int = Field(default=1, gt=0, description="without a broker: jobs serve runs at once")
+    webhook_secret: SecretStr | None = Field(default=None, description="signs job webhooks: whsec_<base64 key>")
+    webhook_tries: int = Field(default=5, gt=0, description="tries of a job webhook")
+    webhook_backoff: float = Field(
+        default=60.0, ge=0, description="seconds before the second try; x4 each time (60 s: 5 tries span 85 min)"
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds one webhook try may take")
+
+    api_url: str = Field(default="http://127.0.0.1:8000", description="lotlens jobs: the server to talk to")
+    api_key: SecretStr | None = Field(default=None, description="lotlens jobs: the API key it sends")
+
     def resolved_database_url(self) -> str:
         """The configured database, or the embedded SQLite file under `data_dir`."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'lotlens.db').resolve()}"

@@ -13,13 +13,14 @@ from lotlens import __version__
 from lotlens.api import problems
 from lotlens.api.deps import AppState, find_key
 from lotlens.api.guard import RequestGuard
-from lotlens.api.routes import classify, fixes, images, models, ops, review
+from lotlens.api.routes import classify, fixes, images, jobs, models, ops, review
 from lotlens.config import Settings
+from lotlens.jobs import start_runner
 from lotlens.store import Store
 from lotlens.train.registry import Champion
 from lotlens.vision import Pipeline
 
-ROUTERS = (classify.router, fixes.router, images.router, models.router, review.router, ops.router)
+ROUTERS = (classify.router, fixes.router, images.router, models.router, review.router, ops.router, jobs.router)
 
 
 def load_store(settings: Settings) -> Store:
@@ -35,9 +36,11 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         champion = Champion(settings, st, pipeline)
         await asyncio.to_thread(champion.refresh)
         app.state.lotlens = app_state = await asyncio.to_thread(AppState, settings, st, champion)
+        app.state.jobs = await asyncio.to_thread(start_runner, settings, st, champion)
         watcher = asyncio.create_task(app_state.follow_champion())
         yield
         watcher.cancel()
+        await asyncio.to_thread(app.state.jobs.close)
         if store is None:
             st.engine.dispose()
 

@@ -780,6 +780,11 @@ def monitor(
         out.print("no advertiser moved past the thresholds")
 
 
+from lotlens.cli import jobs as _jobs  # noqa: E402 -- its commands use the helpers above
+
+_jobs.register(app)
+
+
 def main() -> None:
     """Entry point of the `lotlens` script."""
     app()

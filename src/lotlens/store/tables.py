@@ -214,3 +214,70 @@ class IdempotencyKey(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     fix_ids: Mapped[list[int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Job(Base):
+    """A large batch run in chunks; its counters move as chunks finish (`lotlens.store.jobs`)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_advertiser_id", "advertiser", "id"),
+        UniqueConstraint("owner", "idempotency_key"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # sorts by creation time
+    advertiser: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(128), index=True)  # the API key (name) that created it
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued|running|done|failed|cancelled
+    total: Mapped[int] = mapped_column(Integer)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    ok: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_id: Mapped[str | None] = mapped_column(String(64))
+    webhook_status: Mapped[str | None] = mapped_column(String(16))  # pending|delivered|failed
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_last: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"at", "status_code", "error"}
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JobItem(Base):
+    """One input image of a job at its index, and its answer once its chunk is done."""
+
+    __tablename__ = "job_items"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    vehicle_id: Mapped[str | None] = mapped_column(String(128))
+    color: Mapped[str | None] = mapped_column(String(32))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the /v1/classify answer object
+
+
+class JobChunk(Base):
+    """A slice [start, stop) of a job's items, run as one unit; redone whole after a lost worker."""
+
+    __tablename__ = "job_chunks"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(Integer)
+    stop: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # pending|running|done|cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class HostLease(Base):
+    """A download slot on a host, held by one fetch anywhere in the fleet until it ends or expires."""
+
+    __tablename__ = "host_leases"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
