@@ -23,6 +23,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # answer, not a reset connection) within these bounds, then the connection is closed.
 DRAIN_BYTES = 256 * 1024 * 1024
 DRAIN_SECONDS = 2.0
+JOB_BYTES_PER_IMAGE = 1024
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -59,6 +60,8 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, settings: Settings, key_ok: Callable[[str], bool]) -> None:
         self.app = app
         self.limit = settings.max_body_bytes
+        # A job may list up to `LOTLENS_MAX_JOB` images: its body may hold about 1 kB a URL.
+        self.job_limit = max(settings.max_body_bytes, settings.max_job * JOB_BYTES_PER_IMAGE)
         self.needs_key = bool(settings.api_keys)
         self.key_ok = key_ok
 
@@ -75,9 +78,10 @@ class RequestGuard:
                     [(b"www-authenticate", b"Bearer")],
                 )  # fmt: skip
                 return
+        limit = self.job_limit if scope["path"] == "/v1/jobs" else self.limit
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._answer(send, receive, 413, "too_large", f"the body may hold at most {self.limit} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._answer(send, receive, 413, "too_large", f"the body may hold at most {limit} bytes")
             return
         if declared is None and headers.get("transfer-encoding"):
             # A body that says nothing of its size: read it here, up to the limit, then hand it on.
@@ -88,8 +92,8 @@ class RequestGuard:
                     return  # the client went away
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
-                if len(body) > self.limit:
-                    await self._answer(send, receive, 413, "too_large", f"the body may hold at most {self.limit} bytes")
+                if len(body) > limit:
+                    await self._answer(send, receive, 413, "too_large", f"the body may hold at most {limit} bytes")
                     return
             await self.app(scope, _replay(bytes(body), receive), send)
             return
