@@ -168,52 +168,68 @@ def skip_study(manifests: list[tuple[Path, Path]], batch: int) -> dict[str, obje
     pipe = Pipeline.load(batch_size=batch)
     f = pipe.featurizer
     rows: list[tuple[dict[str, str], RGBArray]] = []
+    parts: dict[str, slice] = {}
     for manifest, root in manifests:
+        start = len(rows)
         rows += [(r, im) for r, im in read_images(manifest, root) if r["color"] and r["type"] != PLACEHOLDER]
+        parts[f"{manifest.parent.name}/{manifest.stem}"] = slice(start, len(rows))
+    parts["all"] = slice(0, len(rows))
     images = [im for _, im in rows]
+    groups = np.array([r["group"] for r, _ in rows])
     truth = np.array([COLORS.index(r["color"]) for r, _ in rows])
     white = [white_background_box(im) for im in images]
     det = f.detector.detect_many(images)
     sal = [saliency_box(im) for im in images]
 
-    def box_crop(im: RGBArray, box: tuple[int, int, int, int] | None) -> RGBArray:
-        if box is None:
-            return im
-        h, w = im.shape[:2]
-        x0, y0, x1, y1 = expand_box(box, CROP_MARGIN, w, h)
-        return im[y0:y1, x0:x1]
+    def top1(boxes: Sequence[tuple[int, int, int, int] | None]) -> NDArray[np.int64]:
+        crops = []
+        for im, box in zip(images, boxes, strict=True):
+            h, w = im.shape[:2]
+            x0, y0, x1, y1 = expand_box(box, CROP_MARGIN, w, h) if box else (0, 0, w, h)
+            crops.append(im[y0:y1, x0:x1])
+        return np.asarray(pipe.folder.color_head.predict_proba(f.color_features(crops)).argmax(1))
 
-    def top1(crops: list[RGBArray]) -> NDArray[np.int64]:
-        return np.asarray(f_predict(crops))
-
-    def f_predict(crops: list[RGBArray]) -> list[int]:
-        probs = pipe.folder.color_head.predict_proba(f.color_features(crops))
-        return [int(i) for i in probs.argmax(1)]
-
-    pred_whole = top1([box_crop(im, wb) for im, wb in zip(images, white, strict=True)])
-    pred_det = top1(
-        [
-            box_crop(im, wb if wb is not None else (d[0].as_tuple() if d else None))
-            for im, wb, d in zip(images, white, det, strict=True)
-        ]
-    )
-    pred_sal = top1([box_crop(im, wb if wb is not None else s) for im, wb, s in zip(images, white, sal, strict=True)])
     on_white = np.array([wb is not None for wb in white])
+    pred_det = top1([wb or (d[0].as_tuple() if d else None) for wb, d in zip(white, det, strict=True)])
+    pred_whole = top1(white)
+    pred_sal = top1([wb or s for wb, s in zip(white, sal, strict=True)])
     area = np.array([im.shape[0] * im.shape[1] for im in images], float)
     sal_cover = np.array([(s[2] - s[0]) * (s[3] - s[1]) for s in sal]) / area
     det_cover = np.array([d[0].area if d else 0 for d in det]) / area
-    r: dict[str, object] = {"color_rows": len(rows), "on_white": float(on_white.mean())}
-    r["detector_top1"] = float((pred_det == truth).mean())
-    r["whole_top1"] = float((pred_whole == truth).mean())
-    r["saliency_top1"] = float((pred_sal == truth).mean())
-    r["detector_runs_today"] = float((~on_white).mean())
-    for t in (0.6, 0.7, 0.8, 0.9):
+    # name -> (color per image, where the detector runs)
+    strategies = {
+        "detector": (pred_det, ~on_white),
+        "whole": (pred_whole, np.zeros_like(on_white)),
+        "saliency": (pred_sal, np.zeros_like(on_white)),
+    }
+    for t in (0.5, 0.6, 0.7, 0.8, 0.9):
         skip = ~on_white & (sal_cover >= t)
-        r[f"fills_{t}_top1"] = float((np.where(skip, pred_whole, pred_det) == truth).mean())
-        r[f"fills_{t}_detector_runs"] = float((~on_white & ~skip).mean())
+        strategies[f"fills_{t}"] = (np.where(skip, pred_whole, pred_det), ~on_white & ~skip)
         oracle = ~on_white & (det_cover >= t)
-        r[f"oracle_fills_{t}_top1"] = float((np.where(oracle, pred_whole, pred_det) == truth).mean())
-        r[f"oracle_fills_{t}_detector_runs"] = float((~on_white & ~oracle).mean())
+        strategies[f"oracle_fills_{t}"] = (np.where(oracle, pred_whole, pred_det), ~on_white & ~oracle)
+    r: dict[str, object] = {}
+    for part, idx in parts.items():
+        right_today = pred_det[idx] == truth[idx]
+        r[f"{part}"] = f"{idx.stop - idx.start} color rows, {on_white[idx].mean():.1%} on white"
+        for name, (pred, runs) in strategies.items():
+            right = pred[idx] == truth[idx]
+            r[f"{part} {name}"] = (
+                f"top1 {right.mean():.4f}  detector {runs[idx].mean():.2f}"
+                f"  lost {int((right_today & ~right).sum())}  gained {int((~right_today & right).sum())}"
+            )
+    # Sources with 50 or more rows, for the runnable rules only: a rule must not trade one source's
+    # accuracy for another's.
+    names, counts = np.unique(groups, return_counts=True)
+    for group in names[counts >= 50]:
+        sel = groups == group
+        right_today = pred_det[sel] == truth[sel]
+        for name in ("detector", "whole", "saliency", "fills_0.7", "fills_0.8"):
+            pred, runs = strategies[name]
+            right = pred[sel] == truth[sel]
+            r[f"{group} {name}"] = (
+                f"n {sel.sum()}  top1 {right.mean():.4f}  detector {runs[sel].mean():.2f}"
+                f"  lost {int((right_today & ~right).sum())}  gained {int((~right_today & right).sum())}"
+            )
     return r
 
 
