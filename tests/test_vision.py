@@ -114,9 +114,13 @@ def test_detector_file_is_checked_by_hash(tmp_path: Path) -> None:
         Detector.load(tmp_path / "missing.onnx")
 
 
-def test_detector_runs_the_configured_threads() -> None:
+def test_detector_runs_the_configured_threads(pipeline: Pipeline) -> None:
+    import cv2
+
     detector = Detector.load(threads=1)
     assert detector._session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
+    # A loaded pipeline leaves the cores to onnxruntime and the service's workers.
+    assert cv2.getNumThreads() == 1
 
 
 def test_serving_does_not_need_the_package_the_graph_came_from() -> None:
