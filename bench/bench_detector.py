@@ -8,9 +8,11 @@ no longer a runtime dependency). Every figure comes from the same run:
   mean IoU where both find a vehicle, the share with IoU >= 0.5 and >= 0.7, and the images where
   only one of the two finds a vehicle;
 - ms per image, one image a call and in batches, for the baseline and each ONNX file;
-- with `--skip-study CSV`: the bundled color head's top-1 on the colored, non-placeholder rows of
-  CSV (`--skip-root` for its images) with each way to choose the crop, and how often each runs the
-  detector (see `crop_strategies`).
+- with `--skip-study CSV[=ROOT]...`: the bundled color head's top-1 on the colored, non-placeholder
+  rows of each manifest (images under ROOT, else the manifest's folder) with each way to choose the
+  crop, how often each runs the detector, and the images each gets wrong that today's rule gets
+  right (lost) and the reverse (gained); see `skip_study`. The README's figures came from
+  `--skip-study build/splits/dev-seed0/test.csv=../shared/data/dev ../shared/data/extra/manifest.csv`.
 """
 
 from __future__ import annotations
