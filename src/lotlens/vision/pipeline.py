@@ -95,7 +95,17 @@ class Featurizer:
 
     @classmethod
     def load(cls, backbone_path: Path, threads: int = 0, batch_size: int = 16) -> Featurizer:
-        return cls(Backbone.load(backbone_path, threads), Detector.load(threads=threads), batch_size)
+        """Open the backbone and the detector; both run `threads` onnxruntime intra-op threads (0: all cores).
+
+        OpenCV runs single-threaded: its calls here (resizes, color conversions, histograms) are small
+        and per image, and its own thread pool would compete with onnxruntime and the service's workers
+        for the same cores.
+        """
+        import cv2
+
+        cv2.setNumThreads(1)
+        detector = Detector.load(threads=threads, batch_size=batch_size)
+        return cls(Backbone.load(backbone_path, threads), detector, batch_size)
 
     def type_features(self, images: Sequence[RGBArray]) -> NDArray[np.float32]:
         emb = self.backbone.embed(images, self.batch_size)
@@ -104,14 +114,24 @@ class Featurizer:
 
     def locate(self, image: RGBArray) -> Located:
         """The biggest vehicle's box with a margin; the non-white extent for studio shots on white."""
-        h, w = image.shape[:2]
-        box = white_background_box(image)
-        if box is not None:
-            return Located(expand_box(box, CROP_MARGIN, w, h), "white_background", 1)
-        boxes = self.detector.detect(image)
-        if not boxes:
-            return Located(None, "none", 0)
-        return Located(expand_box(boxes[0].as_tuple(), CROP_MARGIN, w, h), "detector", len(boxes), boxes[0].label)
+        return self.locate_many([image])[0]
+
+    def locate_many(self, images: Sequence[RGBArray]) -> list[Located]:
+        """`locate` for each image, in order, with one batched detector pass over those not on white."""
+        located: list[Located | None] = []
+        for image in images:
+            h, w = image.shape[:2]
+            box = white_background_box(image)
+            located.append(None if box is None else Located(expand_box(box, CROP_MARGIN, w, h), "white_background", 1))
+        todo = [i for i, loc in enumerate(located) if loc is None]
+        for i, boxes in zip(todo, self.detector.detect_many([images[i] for i in todo]), strict=True):
+            h, w = images[i].shape[:2]
+            located[i] = (
+                Located(expand_box(boxes[0].as_tuple(), CROP_MARGIN, w, h), "detector", len(boxes), boxes[0].label)
+                if boxes
+                else Located(None, "none", 0)
+            )
+        return [loc for loc in located if loc is not None]
 
     def color_features(self, crops: Sequence[RGBArray]) -> NDArray[np.float32]:
         emb = self.backbone.embed(crops, self.batch_size)
@@ -215,7 +235,7 @@ class Pipeline:
             return []
         types, type_probs = self.predict_types(self.featurizer.type_features(images))
         todo = [i for i, t in enumerate(types) if t != PLACEHOLDER and (with_color is None or with_color[i])]
-        located = {i: self.featurizer.locate(images[i]) for i in todo}
+        located = dict(zip(todo, self.featurizer.locate_many([images[i] for i in todo]), strict=True))
         color_probs = {}
         if todo:
             probs = self.folder.color_head.predict_proba(
