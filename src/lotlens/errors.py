@@ -5,6 +5,7 @@
      +-- ImageDecodeError   bytes that are not a usable image (reason code)
      +-- ManifestError      a dataset manifest that cannot be read
      +-- ModelError         a model folder that is missing, incomplete or incompatible
+     +-- ConfigError        a `LOTLENS_*` setting that is malformed, out of range or unusable
 
 Only the edges (CLI, later the API) turn these into exit codes or HTTP statuses.
 """
@@ -43,3 +44,12 @@ class ManifestError(LotlensError):
 
 class ModelError(LotlensError):
     """A model folder is missing, incomplete, or was written for other label sets."""
+
+
+class ConfigError(LotlensError):
+    """One or more settings are wrong. The message names each `LOTLENS_*` variable and the rule it
+    breaks, never the value, since values may be keys or passwords."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{variable}: {rule}" for variable, rule in problems))

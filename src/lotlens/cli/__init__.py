@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Iterator
@@ -11,11 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lotlens.config import Settings
-from lotlens.errors import FetchError, ImageDecodeError, LotlensError
+from lotlens.config import MASK, Settings
+from lotlens.errors import ConfigError, FetchError, ImageDecodeError, LotlensError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos.")
 out = Console(soft_wrap=True)
@@ -39,8 +41,36 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 
 def _die(message: str) -> typer.Exit:
     """Print `message` as an error; the caller raises what this returns (exit status 2)."""
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(2)
+
+
+def _settings() -> Settings:
+    """The settings, read once per command at this edge; a wrong setting ends the command in one line."""
+    from lotlens import config
+
+    try:
+        return config.load()
+    except ConfigError as exc:
+        raise _die(str(exc)) from None
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[None]:
+    """Turn a database that cannot be reached or migrated into one line naming the setting, password masked."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, ModuleNotFoundError, OSError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        from sqlalchemy.engine import make_url
+
+        password = make_url(settings.resolved_database_url()).password
+        if password:
+            reason = reason.replace(str(password), MASK)
+        raise _die(f"LOTLENS_DATABASE_URL: cannot use {settings.database_for_display()}: {reason}") from None
 
 
 def _fail(exc: LotlensError) -> None:
@@ -123,7 +153,7 @@ def classify(
             raise _die(f"cannot read {from_file}: {exc.strerror}") from exc
     if not todo:
         raise _die("nothing to classify: give paths or URLs, or --from-file")
-    settings = Settings()
+    settings = _settings()
     store = _open_store(settings) if advertiser else None
     try:
         if store is not None and model is None:
@@ -190,12 +220,11 @@ def _classify_direct(sources: list[str], settings: Settings, pipeline: Any, adva
 
 
 def _open_store(settings: Settings) -> Any:
+    """The store, migrated; a database that cannot be used ends the command in one line."""
     from lotlens.store import Store
 
-    try:
+    with _database(settings):
         return Store.from_url(settings.resolved_database_url())
-    except Exception as exc:  # noqa: BLE001 -- any database failure ends the run with its message
-        raise _die(f"database: {exc}") from exc
 
 
 def _classify_service(
@@ -301,7 +330,7 @@ def evaluate(
     from lotlens.train.evaluate import evaluate as run_evaluate
     from lotlens.vision import Pipeline
 
-    settings = Settings()
+    settings = _settings()
     try:
         pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
         with progress_bar(not as_json) as bar:
@@ -387,11 +416,12 @@ def db_upgrade() -> None:
     """Create or migrate the database (`LOTLENS_DATABASE_URL`, default SQLite under the data folder)."""
     from lotlens.store import make_engine, upgrade
 
-    url = Settings().resolved_database_url()
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    out.print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+    settings = _settings()
+    with _database(settings):
+        engine = make_engine(settings.resolved_database_url())
+        upgrade(engine)
+        engine.dispose()
+    out.print(f"database at {settings.database_for_display()} is up to date")
 
 
 @app.command()
@@ -407,7 +437,7 @@ def serve(
 
     from lotlens.web import create_app
 
-    settings = Settings()
+    settings = _settings()
     bind = host or settings.host
     if not settings.api_keys:
         loopback = bind == "localhost"
@@ -418,7 +448,68 @@ def serve(
                 loopback = False
         if not loopback:
             raise _die(f"no LOTLENS_API_KEYS configured: refusing to bind {bind}; use 127.0.0.1")
-    uvicorn.run(create_app(settings), host=bind, port=port or settings.port, log_level="info")
+    _open_store(settings).engine.dispose()  # a database that cannot be reached fails here, in one line
+    sock = _listen(bind, settings.port if port is None else port, "--port" if port is not None else "LOTLENS_PORT")
+    config = uvicorn.Config(create_app(settings), log_level="info")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int, setting: str) -> Any:
+    """A listening socket on host:port, bound here so that a taken or invalid port is one clear line."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise _die(f"{setting}: {port} is not a port (1 to 65535)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise _die(f"LOTLENS_HOST: cannot resolve {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise _die(f"{setting}: {host}:{port} is already in use") from None
+        raise _die(f"{setting}: cannot bind {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+config_app = typer.Typer(no_args_is_help=True, help="The settings in effect.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """The resolved settings (environment, .env, secrets folder, defaults), secrets masked, and where
+    state lives."""
+    from lotlens.vision.pipeline import ModelFolder, default_model_dir
+
+    settings = _settings()
+    model_dir = (settings.model_dir or default_model_dir()).resolve()
+    try:
+        model = ModelFolder.read(model_dir).version
+    except LotlensError as exc:
+        model = f"unreadable: {exc}"
+    where = {
+        "data_dir": str(settings.data_dir.resolve()),
+        "database": settings.database_for_display(),
+        "model_dir": str(model_dir),
+        "model_version": model,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps({"state": where, "settings": settings.for_display()}) + "\n")
+        return
+    for key, value in where.items():
+        out.print(f"{key:<14} {escape(str(value))}")
+    out.print()
+    for name, value in settings.for_display().items():
+        out.print(f"{name}={escape(value if isinstance(value, str) else json.dumps(value))}")
 
 
 @app.command()
@@ -432,11 +523,9 @@ def fix(
     comment: Annotated[str | None, typer.Option(help="why")] = None,
 ) -> None:
     """Record a manual fix as staff; it is never overwritten by the model and goes into the history."""
-    from lotlens.store import Store
-
     if type_ is None and color is None:
         raise _die("give --type and/or --color")
-    store = Store.from_url(Settings().resolved_database_url())
+    store = _open_store(_settings())
     try:
         for field_name, value in (("type", type_), ("color", color)):
             if value is not None:
@@ -464,10 +553,9 @@ app.add_typer(models_app, name="models")
 
 
 def _registry() -> Any:
-    from lotlens.store import Store
     from lotlens.store.registry import Registry
 
-    return Registry(Store.from_url(Settings().resolved_database_url()))
+    return Registry(_open_store(_settings()))
 
 
 @models_app.command("register")
@@ -477,12 +565,12 @@ def models_register(
     dataset: Annotated[str | None, typer.Option(help="the dataset version it was trained on")] = None,
 ) -> None:
     """Copy a model folder into the registry (`<data_dir>/models/<version>`)."""
-    from lotlens.store import Store
     from lotlens.train.registry import register
 
-    settings = Settings()
+    settings = _settings()
+    store = _open_store(settings)
     try:
-        rec = register(Store.from_url(settings.resolved_database_url()), model_dir, settings, actor, dataset)
+        rec = register(store, model_dir, settings, actor, dataset)
     except LotlensError as exc:
         _fail(exc)
     out.print(f"registered {rec.version} at {rec.path}")
@@ -579,7 +667,7 @@ def dataset_create(
 
     from lotlens.train.dataset import create
 
-    settings = Settings()
+    settings = _settings()
     store = _open_store(settings)
     try:
         with progress_bar() as bar:
@@ -605,7 +693,7 @@ def dataset_import(
     from lotlens.train.dataset import import_csv
 
     try:
-        report = import_csv(Settings(), manifest, images_root)
+        report = import_csv(_settings(), manifest, images_root)
     except LotlensError as exc:
         _fail(exc)
     _print_dataset_report(report)
@@ -623,7 +711,7 @@ def dataset_review(
     """List the review queue (conflicts first, then what the model doubts most), or decide one item."""
     from lotlens.store.review import ReviewQueue
 
-    queue = ReviewQueue(_open_store(Settings()))
+    queue = ReviewQueue(_open_store(_settings()))
     for item_id, action in ((accept, "accept"), (reject, "reject"), (relabel, "relabel")):
         if item_id is None:
             continue
@@ -660,7 +748,7 @@ def reclassify(
 
     if bool(advertiser) == all_images:
         raise _die("give --advertiser A or --all")
-    settings = Settings()
+    settings = _settings()
     store = _open_store(settings)
     try:
         pipeline = Champion(settings, store)()
@@ -692,7 +780,7 @@ def train_sweep(
     """Train 4 to 8 candidates in separate processes and compare them; writes a report."""
     from lotlens.train.sweep import run
 
-    settings = Settings()
+    settings = _settings()
     try:
         with progress_bar() as bar:
             task = bar.add_task("candidates", total=None)
@@ -736,7 +824,7 @@ def monitor(
     """Per model version and advertiser: answers, type mix, fixes per 1,000 answers; flags what moved."""
     from lotlens.train.monitor import watch
 
-    w = watch(_open_store(Settings()), days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
+    w = watch(_open_store(_settings()), days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
     table = Table(title=f"last {recent_days} day(s) vs the {days - recent_days} before")
     for col in (
         "advertiser",
