@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,31 @@ from lotlens.errors import ConfigError, FetchError, ImageDecodeError, LotlensErr
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger(__name__)
+
+
+@app.callback()
+def _every_command() -> None:
+    """Type and color tags for inventory photos."""
+    from lotlens import config, logs
+
+    try:
+        settings = config.load()
+    except ConfigError:
+        logs.configure()  # the command reports the wrong setting when it reads the settings
+    else:
+        logs.configure(settings.log_level, settings.log_format)
+
+
+def _announce(command: str, settings: Settings, model: str | None = None, **more: Any) -> None:
+    """Log, at the start of long work, what it uses: database (password masked), data folder, model."""
+    uses = {
+        "database": settings.database_for_display(),
+        "data_dir": str(settings.data_dir.resolve()),
+        "model": model or "-",
+        **{k: str(v) for k, v in more.items()},
+    }
+    log.info("%s: %s", command, ", ".join(f"{k} {v}" for k, v in uses.items()), extra={"command": command, **uses})
 
 
 @contextmanager
@@ -164,6 +190,8 @@ def classify(
             pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
     except LotlensError as exc:
         _fail(exc)
+    if store is not None:
+        _announce("classify", settings, pipeline.version, advertiser=advertiser, images=len(todo))
     with progress_bar(len(todo) > 1) as bar:
         task = bar.add_task("classify", total=len(todo))
         if store is not None and advertiser:
@@ -273,6 +301,7 @@ def train(
     from lotlens.train.fit import train as run_train
 
     cfg = TrainConfig(seed=seed, generated_placeholders=generated_placeholders, name=name)
+    _announce("train", _settings(), None, manifest=manifest.resolve(), out=out_dir.resolve(), seed=seed)
     try:
         with progress_bar() as bar:
             tasks: dict[str, Any] = {}
@@ -435,6 +464,7 @@ def serve(
 
     import uvicorn
 
+    from lotlens.store.registry import Registry
     from lotlens.web import create_app
 
     settings = _settings()
@@ -448,10 +478,25 @@ def serve(
                 loopback = False
         if not loopback:
             raise _die(f"no LOTLENS_API_KEYS configured: refusing to bind {bind}; use 127.0.0.1")
-    _open_store(settings).engine.dispose()  # a database that cannot be reached fails here, in one line
+    store = _open_store(settings)  # a database that cannot be reached fails here, in one line
+    champion = Registry(store).alias("champion")
+    store.engine.dispose()
     sock = _listen(bind, settings.port if port is None else port, "--port" if port is not None else "LOTLENS_PORT")
-    config = uvicorn.Config(create_app(settings), log_level="info")
+    where = sock.getsockname()
+    _announce("serve", settings, champion or _configured_model(settings), listening=f"{where[0]}:{where[1]}")
+    # log_config=None: uvicorn's loggers propagate to the handler `logs.configure` installed.
+    config = uvicorn.Config(create_app(settings), log_config=None, log_level=settings.log_level.lower())
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _configured_model(settings: Settings) -> str:
+    """The version of LOTLENS_MODEL_DIR (default: the bundled model), without loading it."""
+    from lotlens.vision.pipeline import ModelFolder, default_model_dir
+
+    try:
+        return ModelFolder.read(settings.model_dir or default_model_dir()).version
+    except LotlensError as exc:
+        return f"unreadable: {exc}"
 
 
 def _listen(host: str, port: int, setting: str) -> Any:
@@ -488,14 +533,11 @@ def config_show(
 ) -> None:
     """The resolved settings (environment, .env, secrets folder, defaults), secrets masked, and where
     state lives."""
-    from lotlens.vision.pipeline import ModelFolder, default_model_dir
+    from lotlens.vision.pipeline import default_model_dir
 
     settings = _settings()
     model_dir = (settings.model_dir or default_model_dir()).resolve()
-    try:
-        model = ModelFolder.read(model_dir).version
-    except LotlensError as exc:
-        model = f"unreadable: {exc}"
+    model = _configured_model(settings)
     where = {
         "data_dir": str(settings.data_dir.resolve()),
         "database": settings.database_for_display(),
@@ -754,6 +796,7 @@ def reclassify(
         pipeline = Champion(settings, store)()
     except LotlensError as exc:
         _fail(exc)
+    _announce("reclassify", settings, pipeline.version, advertiser=advertiser or "all")
     with progress_bar() as bar:
         task = bar.add_task("reclassify", total=None)
         report = run_reclassify(
@@ -781,6 +824,7 @@ def train_sweep(
     from lotlens.train.sweep import run
 
     settings = _settings()
+    _announce("train sweep", settings, None, dataset=dataset, configs=configs.resolve(), workers=workers)
     try:
         with progress_bar() as bar:
             task = bar.add_task("candidates", total=None)
@@ -822,9 +866,13 @@ def monitor(
     mix_shift: Annotated[float, typer.Option(help="flag a type mix that moved by more than this share")] = 0.15,
 ) -> None:
     """Per model version and advertiser: answers, type mix, fixes per 1,000 answers; flags what moved."""
+    from lotlens.store.registry import Registry
     from lotlens.train.monitor import watch
 
-    w = watch(_open_store(_settings()), days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
+    settings = _settings()
+    store = _open_store(settings)
+    _announce("monitor", settings, Registry(store).alias("champion"), days=days)
+    w = watch(store, days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
     table = Table(title=f"last {recent_days} day(s) vs the {days - recent_days} before")
     for col in (
         "advertiser",
