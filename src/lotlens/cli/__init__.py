@@ -20,14 +20,32 @@ from rich.table import Table
 from lotlens.config import MASK, Settings
 from lotlens.errors import ConfigError, FetchError, ImageDecodeError, LotlensError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Type and color tags for inventory photos.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Type and color tags for inventory photos.",
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
+)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger(__name__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from lotlens import __version__
+
+        out.print(f"lotlens {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _every_command() -> None:
+def _every_command(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
     """Type and color tags for inventory photos."""
     from lotlens import config, logs
 
