@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from lotlens.cli import app
 from lotlens.labels import TYPES
 
-from synth import car, jpeg
+from synth import car, jpeg, make_set
 
 runner = CliRunner()
 
@@ -111,3 +111,28 @@ def test_serve_refuses_a_public_bind_without_keys(monkeypatch: pytest.MonkeyPatc
     res = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
     assert res.exit_code == 2
     assert "refusing to bind" in res.output
+
+
+@pytest.mark.slow
+def test_retraining_on_the_same_data_leaves_the_model_folder_untouched(tmp_path: Path) -> None:
+    manifest = make_set(tmp_path, "train", seed=1, per_class=12)
+    model = tmp_path / "model"
+
+    def train(seed: str) -> Result:
+        args = ["--generated-placeholders", "12", "--seed", seed, "--name", "tiny"]
+        res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(model), *args])
+        assert res.exit_code == 0, res.output
+        return res
+
+    assert "wrote" in train("3").stdout
+    before = {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in model.iterdir()}
+    again = train("3")
+    assert "unchanged" in again.stdout
+    assert {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in model.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no scratch left
+    # stderr is not a terminal here: progress comes as log lines instead of a bar
+    assert "fit: 2/2" in again.stderr
+    other = train("4")
+    assert "wrote" in other.stdout
+    assert json.loads((model / "model.json").read_text())["seed"] == 4
+    assert (model / "backbone.onnx").read_bytes() == before["backbone.onnx"][0]

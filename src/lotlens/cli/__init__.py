@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import errno
+import filecmp
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,8 +73,12 @@ def _announce(command: str, settings: Settings, model: str | None = None, **more
 
 
 @contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Progress]:
-    """A rich progress bar on stderr (hidden when stderr is not a terminal or `enabled` is False)."""
+def progress_bar(enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr; where stderr is not a terminal (a log file, CI, a pipe), a log
+    line per task every `_LoggedProgress.EVERY` seconds instead. Nothing when `enabled` is False."""
+    if enabled and not err.is_terminal:
+        yield _LoggedProgress()
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -81,6 +89,38 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
         disable=not enabled,
     ) as bar:
         yield bar
+
+
+class _LoggedProgress:
+    """The part of rich's `Progress` the commands use, as log lines: long work stays visible in logs."""
+
+    EVERY = 10.0
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, dict[str, Any]] = {}
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        self._tasks[len(self._tasks)] = {"name": description, "done": 0.0, "total": total, "logged": None}
+        return len(self._tasks) - 1
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def update(
+        self, task: int, completed: float | None = None, total: float | None = None, advance: float | None = None
+    ) -> None:
+        import time
+
+        t = self._tasks[task]
+        t["total"] = t["total"] if total is None else total
+        t["done"] = completed if completed is not None else t["done"] + (advance or 0)
+        finished = t["total"] is not None and t["done"] >= t["total"]
+        now = time.monotonic()
+        if t["logged"] is None or finished or now - t["logged"] >= self.EVERY:
+            if finished and t.get("finished"):
+                return
+            t["logged"], t["finished"] = now, finished
+            log.info("%s: %d/%s", t["name"], t["done"], "?" if t["total"] is None else int(t["total"]))
 
 
 def _die(message: str) -> typer.Exit:
@@ -329,16 +369,48 @@ def train(
                     tasks[phase] = bar.add_task(phase, total=total)
                 bar.update(tasks[phase], completed=done, total=total)
 
-            folder = run_train(manifest, out_dir, images_root, cfg, on_step=step)
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as tmp:
+                folder = run_train(manifest, Path(tmp), images_root, cfg, on_step=step)
+                changed = _move_if_changed(Path(tmp), out_dir)
     except LotlensError as exc:
         _fail(exc)
     m = folder.meta["metrics"]
-    out.print(f"wrote {out_dir} ({folder.version})")
+    out.print(f"wrote {out_dir} ({folder.version})" if changed else f"{out_dir} unchanged ({folder.version})")
     if m:
         out.print(
             f"validation: type accuracy {m['type']['accuracy']:.3f}, placeholder recall "
             f"{m['type']['recall'].get('Placeholder', float('nan')):.3f}, color top-1 {m['color']['accuracy']:.3f}"
         )
+
+
+def _move_if_changed(new: Path, out_dir: Path) -> bool:
+    """Put the freshly trained folder `new` at `out_dir`, unless it holds the same model already.
+
+    The same model is the same model.json apart from its `created` time (the version is a digest
+    of the heads, so equal metadata means equal weights): then nothing in `out_dir` is touched, so
+    retraining a tracked model folder on unchanged data leaves git clean. Otherwise only files
+    whose bytes differ are replaced.
+    """
+    from lotlens.vision.pipeline import MODEL_FILE
+
+    def meta(folder: Path) -> dict[str, Any] | None:
+        try:
+            d = json.loads((folder / MODEL_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        d.pop("created", None)
+        return dict(d)
+
+    if meta(out_dir) == meta(new):
+        return False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in sorted(new.iterdir(), key=lambda f: f.name == MODEL_FILE):  # model.json last: readers see it whole
+        target = out_dir / f.name
+        if not (target.is_file() and filecmp.cmp(f, target, shallow=False)):
+            shutil.copyfile(f, target.with_name(target.name + ".partial"))
+            os.replace(target.with_name(target.name + ".partial"), target)
+    return True
 
 
 @app.command()
@@ -828,6 +900,17 @@ def reclassify(
         out.print(f"  skipped {key}: {why}")
 
 
+def _count_candidates(configs: Path) -> int | None:
+    """How many candidates the sweep config lists (for the progress total); None when unreadable,
+    and the sweep itself then says why."""
+    import yaml
+
+    try:
+        return len(yaml.safe_load(configs.read_text())["candidates"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
 @train_app.command("sweep")
 def train_sweep(
     dataset: Annotated[str, typer.Option(help="the dataset version (lotlens dataset create)")],
@@ -845,7 +928,7 @@ def train_sweep(
     _announce("train sweep", settings, None, dataset=dataset, configs=configs.resolve(), workers=workers)
     try:
         with progress_bar() as bar:
-            task = bar.add_task("candidates", total=None)
+            task = bar.add_task("candidates trained", total=_count_candidates(configs))
             result = run(
                 settings, dataset, configs, test, test_images_root, workers, on_done=lambda _: bar.advance(task)
             )
