@@ -10,8 +10,9 @@ from typer.testing import CliRunner, Result
 
 from lotlens.cli import app
 from lotlens.labels import TYPES
+from lotlens.vision.pipeline import ModelFolder, default_model_dir
 
-from synth import car, jpeg, make_set
+from synth import car, jpeg, make_set, variant
 
 runner = CliRunner()
 
@@ -136,3 +137,24 @@ def test_retraining_on_the_same_data_leaves_the_model_folder_untouched(tmp_path:
     assert "wrote" in other.stdout
     assert json.loads((model / "model.json").read_text())["seed"] == 4
     assert (model / "backbone.onnx").read_bytes() == before["backbone.onnx"][0]
+
+
+def test_rollback_after_the_first_promotion_returns_to_the_bundled_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOTLENS_DATA_DIR", str(tmp_path / "data"))
+    bundled = ModelFolder.read(default_model_dir()).version
+    first = runner.invoke(app, ["db", "upgrade"])
+    assert first.exit_code == 0, first.output
+    assert f"registered {bundled} as the champion" in first.stdout
+    again = runner.invoke(app, ["db", "upgrade"])
+    assert again.exit_code == 0
+    assert "registered" not in again.stdout  # once a champion exists, nothing changes
+    candidate = variant(tmp_path, "lotlens-b", 0.4)
+    assert runner.invoke(app, ["models", "register", str(candidate)]).exit_code == 0
+    promoted = runner.invoke(app, ["models", "promote", "lotlens-b", "--reason", "sweep winner"])
+    assert promoted.stdout.strip() == f"champion: {bundled} -> lotlens-b"
+    back = runner.invoke(app, ["models", "rollback", "--reason", "fix rate up"])
+    assert back.exit_code == 0, back.output
+    assert back.stdout.strip() == f"champion: lotlens-b -> {bundled} (rollback)"
+    assert (tmp_path / "data" / "models" / bundled / "backbone.onnx").is_file()  # a copy, not the package's

@@ -1,5 +1,6 @@
 """Logging configured once at the edge: text or JSON lines on stderr, the request id on every record
-of a request, and `serve` logging what it uses (uvicorn's own lines included)."""
+of a request, and `serve` logging what it uses (uvicorn's own lines included) and registering the
+bundled model as champion at its first start."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from typer.testing import CliRunner
 
 from lotlens import logs
 from lotlens.cli import app
+from lotlens.store import Store
+from lotlens.store.registry import Registry
+from lotlens.vision.pipeline import ModelFolder, default_model_dir
 
 runner = CliRunner()
 
@@ -119,7 +123,12 @@ def test_serve_logs_through_the_configured_handler(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in err.splitlines()]  # every line is JSON: one handler, one format
     start = next(r for r in lines if r.get("command") == "serve")
     assert start["listening"] == f"127.0.0.1:{port}"
-    assert start["model"]
+    bundled = ModelFolder.read(default_model_dir()).version
+    assert start["model"] == bundled
+    # the first start registered the bundled model as champion, so a first promotion can be rolled back
+    store = Store.from_url(f"sqlite:///{tmp_path / 'data' / 'lotlens.db'}")
+    assert Registry(store).alias("champion") == bundled
+    store.engine.dispose()
     messages = [(r["logger"], r["message"]) for r in lines]
     assert ("uvicorn.error", "Application startup complete.") in messages
     assert any(logger == "uvicorn.access" and "/healthz" in m for logger, m in messages)

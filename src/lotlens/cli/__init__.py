@@ -140,13 +140,15 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _database(settings: Settings) -> Iterator[None]:
-    """Turn a database that cannot be reached or migrated into one line naming the setting, password masked."""
+def _database(settings: Settings, files: bool = True) -> Iterator[None]:
+    """Turn a database that cannot be reached or migrated into one line naming the setting, password
+    masked. `files`: an OSError is the database's too (SQLite's folder), not some other file's."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    caught: tuple[type[Exception], ...] = (SQLAlchemyError, ModuleNotFoundError, *((OSError,) if files else ()))
     try:
         yield
-    except (SQLAlchemyError, ModuleNotFoundError, OSError) as exc:
+    except caught as exc:
         cause = getattr(exc, "orig", None) or exc
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         from sqlalchemy.engine import make_url
@@ -541,6 +543,27 @@ def db_upgrade() -> None:
         upgrade(engine)
         engine.dispose()
     out.print(f"database at {settings.database_for_display()} is up to date")
+    bundled = _register_default(settings)
+    if bundled is not None:
+        out.print(f"registered {bundled.version} as the champion (the model served before any promotion)")
+
+
+def _register_default(settings: Settings) -> Any:
+    """The bundled (or configured) model as first registry entry and champion; None when a champion exists."""
+    from lotlens.train.registry import register_default
+
+    store = _open_store(settings)
+    try:
+        with _database(settings, files=False):
+            return register_default(store, settings)
+    except LotlensError as exc:
+        _fail(exc)
+    except OSError as exc:
+        raise _die(
+            f"LOTLENS_DATA_DIR: cannot copy the model into {settings.data_dir.resolve()}: {exc.strerror}"
+        ) from None
+    finally:
+        store.engine.dispose()
 
 
 @app.command()
@@ -568,7 +591,8 @@ def serve(
                 loopback = False
         if not loopback:
             raise _die(f"no LOTLENS_API_KEYS configured: refusing to bind {bind}; use 127.0.0.1")
-    store = _open_store(settings)  # a database that cannot be reached fails here, in one line
+    _register_default(settings)  # a database that cannot be reached fails here, in one line
+    store = _open_store(settings)
     champion = Registry(store).alias("champion")
     store.engine.dispose()
     sock = _listen(bind, settings.port if port is None else port, "--port" if port is not None else "LOTLENS_PORT")
