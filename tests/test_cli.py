@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -15,6 +16,12 @@ from lotlens.vision.pipeline import ModelFolder, default_model_dir
 from synth import car, jpeg, make_set, variant
 
 runner = CliRunner()
+
+
+def lines(res: Result) -> list[dict[str, Any]]:
+    """A --json answer: JSON Lines, one object per line."""
+    assert res.exit_code == 0, res.output
+    return [json.loads(line) for line in res.stdout.splitlines()]
 
 
 @pytest.fixture
@@ -29,7 +36,7 @@ def files(tmp_path: Path) -> list[str]:
 def test_classify_json_answers_in_order_and_skips_with_reasons(files: list[str]) -> None:
     res = runner.invoke(app, ["classify", "--json", *files])
     assert res.exit_code == 0  # skipped images do not fail the batch
-    out = json.loads(res.stdout)
+    out = lines(res)
     assert [r["source"] for r in out] == files
     ok, html, missing = out
     assert ok["status"] == "ok"
@@ -50,10 +57,9 @@ def test_classify_table(files: list[str]) -> None:
 def test_classify_urls_from_a_local_server(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     urls = [f"{server}/car.jpg", f"{server}/missing.jpg"]
     blocked = runner.invoke(app, ["classify", "--json", urls[0]])
-    assert json.loads(blocked.stdout)[0]["reason"] == "blocked_address"
+    assert lines(blocked)[0]["reason"] == "blocked_address"
     monkeypatch.setenv("LOTLENS_ALLOW_PRIVATE_ADDRESSES", "true")
-    res = runner.invoke(app, ["classify", "--json", *urls])
-    out = json.loads(res.stdout)
+    out = lines(runner.invoke(app, ["classify", "--json", *urls]))
     assert out[0]["status"] == "ok"
     assert out[0]["type"] in TYPES
     assert (out[1]["status"], out[1]["reason"]) == ("skipped", "http_404")
@@ -74,18 +80,16 @@ def test_classify_through_the_service_with_cache_and_fix(
     urls.write_text(f"{server}/img/cli.jpg?name=yellow&etag=%22cli%22\n\n{server}/missing.jpg\n")
     first = runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"])
     assert first.exit_code == 0, first.output
-    ok, missing = json.loads(first.stdout)
+    ok, missing = lines(first)
     assert (ok["status"], ok["answer_source"]) == ("ok", "model")
     assert (missing["status"], missing["reason"]) == ("skipped", "http_404")
-    second = json.loads(
-        runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"]).stdout
-    )
+    second = lines(runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"]))
     assert second[0]["answer_source"] == "cache"
     new_type = next(t for t in TYPES if t != ok["type"])
     fixed = runner.invoke(app, ["fix", ok["image_key"], "--advertiser", "a", "--type", new_type, "--actor", "ana"])
     assert fixed.exit_code == 0, fixed.output
     assert f"type: {ok['type']} -> {new_type}" in fixed.stdout
-    third = json.loads(runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"]).stdout)
+    third = lines(runner.invoke(app, ["classify", "--advertiser", "a", "--from-file", str(urls), "--json"]))
     assert (third[0]["type"], third[0]["answer_source"]) == (new_type, "manual")
     table = runner.invoke(app, ["classify", "--advertiser", "a", f"{server}/img/cli.jpg?name=yellow&etag=%22cli%22"])
     assert "manual" in table.stdout

@@ -33,6 +33,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger(__name__)
+UNBOUNDED_WIDTH = 100_000
 
 
 def _print_version(value: bool) -> None:
@@ -52,6 +53,11 @@ def _every_command(
 ) -> None:
     """Type and color tags for inventory photos."""
     from lotlens import config, logs
+
+    if not out.is_terminal:
+        # A file or a pipe has no width: size tables to their content instead of folding every
+        # path over three lines at rich's default of 80 columns.
+        out.width = UNBOUNDED_WIDTH
 
     try:
         settings = config.load()
@@ -163,6 +169,19 @@ def _fail(exc: LotlensError) -> None:
     raise _die(str(exc))
 
 
+def _json_line(obj: Any) -> None:
+    """One result as one line of JSON (JSON Lines), flushed at once so a reader sees it as it comes."""
+    sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+def _jsonable(value: Any) -> str:
+    """Times as ISO 8601, anything else (paths) as its text."""
+    from datetime import datetime
+
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
@@ -221,7 +240,7 @@ def classify(
         str | None, typer.Option(help="run through the service for this advertiser: cache, fixes, history")
     ] = None,
     model: Annotated[Path | None, typer.Option(help="model folder (default: the bundled model)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per image, as they are done")] = False,
 ) -> None:
     """Tell the type and color of each image.
 
@@ -255,12 +274,18 @@ def classify(
     with progress_bar(len(todo) > 1) as bar:
         task = bar.add_task("classify", total=len(todo))
         if store is not None and advertiser:
-            results = _classify_service(todo, advertiser, settings, store, pipeline, lambda n: bar.advance(task, n))
-            store.engine.dispose()
+            stream = _classify_service(todo, advertiser, settings, store, pipeline, lambda n: bar.advance(task, n))
         else:
-            results = _classify_direct(todo, settings, pipeline, lambda n: bar.advance(task, n))
+            stream = _classify_direct(todo, settings, pipeline, lambda n: bar.advance(task, n))
+        results = []
+        for r in stream:
+            if as_json:
+                _json_line(r)  # as each batch is done: a consumer can start on the first answers
+            else:
+                results.append(r)
+    if store is not None:
+        store.engine.dispose()
     if as_json:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return
     table = Table(title=f"model {pipeline.version}" + (f", advertiser {advertiser}" if advertiser else ""))
     table.add_column("image", overflow="fold")
@@ -283,14 +308,13 @@ def classify(
     out.print(table)
 
 
-def _classify_direct(sources: list[str], settings: Settings, pipeline: Any, advance: Any) -> list[dict[str, Any]]:
-    """Decode and classify each source with the model alone (no cache, nothing stored)."""
+def _classify_direct(sources: list[str], settings: Settings, pipeline: Any, advance: Any) -> Iterator[dict[str, Any]]:
+    """Decode and classify each source with the model alone (no cache, nothing stored), batch by batch."""
     from lotlens.imaging import decode
 
-    results: list[dict[str, Any]] = []
     for start in range(0, len(sources), settings.batch_size):
         chunk = sources[start : start + settings.batch_size]
-        images, slots = [], []
+        images, slots, done = [], [], []
         for source, data in zip(chunk, _read_sources(chunk, settings), strict=True):
             slot: dict[str, Any] = {"source": source, "status": "ok", "reason": None}
             try:
@@ -300,11 +324,11 @@ def _classify_direct(sources: list[str], settings: Settings, pipeline: Any, adva
                 slots.append(slot)
             except (FetchError, ImageDecodeError) as exc:
                 slot |= {"status": "skipped", "reason": exc.reason, "detail": exc.detail}
-            results.append(slot)
+            done.append(slot)
         for slot, pred in zip(slots, pipeline.classify(images), strict=True):
             slot.update(pred.as_dict())
         advance(len(chunk))
-    return results
+        yield from done
 
 
 def _open_store(settings: Settings) -> Any:
@@ -317,15 +341,14 @@ def _open_store(settings: Settings) -> Any:
 
 def _classify_service(
     sources: list[str], advertiser: str, settings: Settings, store: Any, pipeline: Any, advance: Any
-) -> list[dict[str, Any]]:
-    """Classify URLs through the service, as the API does; answers are stored."""
+) -> Iterator[dict[str, Any]]:
+    """Classify URLs through the service, as the API does, chunk by chunk; answers are stored."""
     import asyncio
     from dataclasses import asdict
 
     from lotlens.service import Item, Service
 
     service = Service(settings, store, lambda: pipeline)
-    results: list[dict[str, Any]] = []
     step = settings.batch_size * 8
     for start in range(0, len(sources), step):
         chunk = sources[start : start + step]
@@ -333,9 +356,8 @@ def _classify_service(
             d = asdict(r)
             d["answer_source"] = d.pop("source")
             d["source"] = d.pop("url")
-            results.append(d)
+            yield d
         advance(len(chunk))
-    return results
 
 
 train_app = typer.Typer(help="Train a model, or sweep candidates on a dataset version.")
@@ -468,7 +490,7 @@ def evaluate(
         if not as_json:
             out.print(f"report: {page}")
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        _json_line(result)
         return
     _print_evaluation(result)
 
@@ -733,10 +755,18 @@ def models_register(
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per line")] = False,
+) -> None:
     """Registered models with their validation metrics and aliases."""
+    from dataclasses import asdict
+
     reg = _registry()
     aliases = {v: a for a, v in reg.aliases().items()}
+    if as_json:
+        for m in reg.models():
+            _json_line(asdict(m) | {"alias": aliases.get(m.version)})
+        return
     table = Table(title="models")
     table.add_column("version", overflow="fold")
     for col in ("alias", "type acc", "placeholder recall", "color top-1", "registered"):
@@ -756,7 +786,7 @@ def models_list() -> None:
 
 @models_app.command("show")
 def models_show(version: Annotated[str, typer.Argument(help="a registered version")]) -> None:
-    """One model's record and the promotions that involved it, as JSON."""
+    """One model's record and the promotions that involved it, as one line of JSON."""
     from dataclasses import asdict
 
     reg = _registry()
@@ -764,7 +794,7 @@ def models_show(version: Annotated[str, typer.Argument(help="a registered versio
     if rec is None:
         raise _die(f"unknown model {version}")
     history = [asdict(p) for p in reg.history() if version in (p.to_version, p.from_version)]
-    sys.stdout.write(json.dumps({"model": asdict(rec), "promotions": history}, indent=2, default=str) + "\n")
+    _json_line({"model": asdict(rec), "promotions": history})
 
 
 @models_app.command("promote")
@@ -863,6 +893,7 @@ def dataset_review(
     value: Annotated[str | None, typer.Option(help="the label for --relabel")] = None,
     actor: Annotated[str, typer.Option(help="who decides (recorded)")] = "cli",
     dataset: Annotated[str | None, typer.Option(help="only this version's items")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per line")] = False,
 ) -> None:
     """List the review queue (conflicts first, then what the model doubts most), or decide one item."""
     from lotlens.store.review import ReviewQueue
@@ -878,6 +909,12 @@ def dataset_review(
         except ValueError as exc:
             raise _die(str(exc)) from exc
         out.print(f"#{rec.id} {rec.field} of {rec.content_key[:14]}...: {rec.status} {rec.decided_value or ''}")
+        return
+    if as_json:
+        from dataclasses import asdict
+
+        for it in queue.items(dataset):
+            _json_line(asdict(it))
         return
     table = Table(title="review queue")
     table.add_column("id", justify="right")
@@ -897,6 +934,7 @@ def dataset_review(
 def reclassify(
     advertiser: Annotated[str | None, typer.Option(help="this advertiser's images")] = None,
     all_images: Annotated[bool, typer.Option("--all", help="every image in the store")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per line")] = False,
 ) -> None:
     """Recompute cached answers with the champion; fixed images are never touched; resumable."""
     from lotlens.train.reclassify import reclassify as run_reclassify
@@ -916,6 +954,11 @@ def reclassify(
         report = run_reclassify(
             settings, store, pipeline, advertiser, on_step=lambda d, t: bar.update(task, completed=d, total=t)
         )
+    if as_json:
+        from dataclasses import asdict
+
+        _json_line(asdict(report))
+        return
     out.print(
         f"{report.model_version}: {report.reclassified} reclassified, {report.already_done} already done, "
         f"{report.manual} manually fixed (left alone), {len(report.skipped)} skipped, of {report.images}"
@@ -944,6 +987,7 @@ def train_sweep(
         Path | None, typer.Option(help="folder the ad-hoc manifests' paths are relative to (default: theirs)")
     ] = None,
     workers: Annotated[int, typer.Option(help="candidates trained at once, each in its own process")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per candidate, best first")] = False,
 ) -> None:
     """Train 4 to 8 candidates in separate processes and compare them; writes a report."""
     from lotlens.train.sweep import run
@@ -958,6 +1002,10 @@ def train_sweep(
             )
     except LotlensError as exc:
         _fail(exc)
+    if as_json:
+        for row in result.rows:
+            _json_line({"sweep": result.sweep, "dataset": dataset, **row})
+        return
     sets = [("held-out advertisers (best first)", None), *((str(t), str(t)) for t in test or [])]
     for title, key in sets:
         table = Table(title=f"sweep {result.sweep} on {dataset}, scored on {title}")
@@ -989,6 +1037,9 @@ def monitor(
     fix_rate_factor: Annotated[float, typer.Option(help="flag a fix rate this many times the baseline")] = 2.0,
     min_fix_rate: Annotated[float, typer.Option(help="...and at least this many fixes per 1,000")] = 5.0,
     mix_shift: Annotated[float, typer.Option(help="flag a type mix that moved by more than this share")] = 0.15,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='JSON Lines: one object per advertiser and model, then {"flag": ...} lines')
+    ] = False,
 ) -> None:
     """Per model version and advertiser: answers, type mix, fixes per 1,000 answers; flags what moved."""
     from lotlens.store.registry import Registry
@@ -998,6 +1049,18 @@ def monitor(
     store = _open_store(settings)
     _announce("monitor", settings, Registry(store).alias("champion"), days=days)
     w = watch(store, days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
+    if as_json:
+        from dataclasses import asdict
+
+        for f in w.recent:
+            base = w.baseline.get((f.advertiser, f.model_version))
+            _json_line(
+                asdict(f)
+                | {"fix_rate": f.fix_rate, "baseline_fix_rate": base.fix_rate if base and base.answers else None}
+            )
+        for flag in w.flags:
+            _json_line({"flag": flag})
+        return
     table = Table(title=f"last {recent_days} day(s) vs the {days - recent_days} before")
     for col in (
         "advertiser",
