@@ -107,6 +107,7 @@ class _LoggedProgress:
 
     def add_task(self, description: str, total: float | None = None) -> int:
         self._tasks[len(self._tasks)] = {"name": description, "done": 0.0, "total": total, "logged": None}
+        self.update(len(self._tasks) - 1)  # a first line at once: the work has started
         return len(self._tasks) - 1
 
     def advance(self, task: int, advance: float = 1) -> None:
