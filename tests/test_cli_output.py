@@ -15,7 +15,7 @@ from lotlens.cli import app
 from lotlens.vision import Pipeline
 from lotlens.vision.pipeline import ModelFolder, default_model_dir
 
-from synth import car, jpeg
+from synth import car, jpeg, make_set, variant
 
 runner = CliRunner()
 
@@ -77,3 +77,23 @@ def test_registry_monitor_and_review_as_json_lines(tmp_path: Path, monkeypatch: 
     report = lines(runner.invoke(app, ["reclassify", "--all", "--json"]))
     assert len(report) == 1
     assert (report[0]["model_version"], report[0]["images"]) == (bundled, 0)
+
+
+def test_commands_that_change_things_answer_one_json_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTLENS_DATA_DIR", str(tmp_path / "data"))
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    bundled = ModelFolder.read(default_model_dir()).version
+    (registered,) = lines(
+        runner.invoke(app, ["models", "register", str(variant(tmp_path, "lotlens-b", 0.4)), "--json"])
+    )
+    assert (registered["version"], registered["path"]) == ("lotlens-b", str(tmp_path / "data" / "models" / "lotlens-b"))
+    (promoted,) = lines(runner.invoke(app, ["models", "promote", "lotlens-b", "--reason", "r", "--json"]))
+    assert (promoted["from_version"], promoted["to_version"], promoted["action"]) == (bundled, "lotlens-b", "promote")
+    (back,) = lines(runner.invoke(app, ["models", "rollback", "--reason", "r", "--json"]))
+    assert (back["to_version"], back["action"]) == (bundled, "rollback")
+    manifest = make_set(tmp_path / "set", "s", seed=1, per_class=6)
+    (split,) = lines(
+        runner.invoke(app, ["split", "--manifest", str(manifest), "--out", str(tmp_path / "split"), "--json"])
+    )
+    assert split["train"]["rows"] + split["test"]["rows"] == len(manifest.read_text().splitlines()) - 1
+    assert split["test"]["path"] == str(tmp_path / "split" / "test.csv")

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -345,7 +346,6 @@ def _classify_service(
 ) -> Iterator[dict[str, Any]]:
     """Classify URLs through the service, as the API does, chunk by chunk; answers are stored."""
     import asyncio
-    from dataclasses import asdict
 
     from lotlens.service import Item, Service
 
@@ -374,6 +374,7 @@ def train(
     seed: Annotated[int, typer.Option(help="random seed (split, generators, fit)")] = 0,
     generated_placeholders: Annotated[int, typer.Option(help="generated placeholder graphics to add")] = 300,
     name: Annotated[str, typer.Option(help="model name, the prefix of its version")] = "lotlens",
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
     """Train type and color heads on a manifest and write a model folder."""
     if ctx.invoked_subcommand:
@@ -401,6 +402,9 @@ def train(
     except LotlensError as exc:
         _fail(exc)
     m = folder.meta["metrics"]
+    if as_json:
+        _json_line({"path": out_dir, "version": folder.version, "changed": changed, "metrics": m})
+        return
     out.print(f"wrote {out_dir} ({folder.version})" if changed else f"{out_dir} unchanged ({folder.version})")
     if m:
         out.print(
@@ -444,6 +448,7 @@ def split(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for train.csv and test.csv")],
     test_size: Annotated[float, typer.Option(help="share of rows held out")] = 0.3,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
     """Split a manifest into train.csv and test.csv, group-aware and stratified by label.
 
@@ -459,6 +464,14 @@ def split(
     train_idx, test_idx = group_split(rows, test_size, seed)
     write_manifest([rows[i] for i in train_idx], out_dir / "train.csv")
     write_manifest([rows[i] for i in test_idx], out_dir / "test.csv")
+    if as_json:
+        _json_line(
+            {
+                "train": {"path": out_dir / "train.csv", "rows": len(train_idx)},
+                "test": {"path": out_dir / "test.csv", "rows": len(test_idx)},
+            }
+        )
+        return
     out.print(f"{out_dir / 'train.csv'}: {len(train_idx)} rows, {out_dir / 'test.csv'}: {len(test_idx)} rows")
 
 
@@ -700,6 +713,7 @@ def fix(
     scope: Annotated[str, typer.Option(help="advertiser | global")] = "advertiser",
     actor: Annotated[str, typer.Option(help="who makes the fix (recorded in the history)")] = "cli",
     comment: Annotated[str | None, typer.Option(help="why")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per field fixed")] = False,
 ) -> None:
     """Record a manual fix as staff; it is never overwritten by the model and goes into the history."""
     if type_ is None and color is None:
@@ -718,7 +732,10 @@ def fix(
                     advertiser=advertiser,
                     comment=comment,
                 )
-                out.print(f"{rec.field}: {rec.old_value} -> {rec.new_value} ({rec.scope}, by {rec.actor})")
+                if as_json:
+                    _json_line(asdict(rec))
+                else:
+                    out.print(f"{rec.field}: {rec.old_value} -> {rec.new_value} ({rec.scope}, by {rec.actor})")
     except KeyError as exc:
         raise _die(f"unknown image {image_key}") from exc
     except ValueError as exc:
@@ -742,6 +759,7 @@ def models_register(
     model_dir: Annotated[Path, typer.Argument(help="a model folder written by `lotlens train`")],
     actor: Annotated[str, typer.Option(help="who registers it")] = "cli",
     dataset: Annotated[str | None, typer.Option(help="the dataset version it was trained on")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
     """Copy a model folder into the registry (`<data_dir>/models/<version>`)."""
     from lotlens.train.registry import register
@@ -752,6 +770,9 @@ def models_register(
         rec = register(store, model_dir, settings, actor, dataset)
     except LotlensError as exc:
         _fail(exc)
+    if as_json:
+        _json_line(asdict(rec))
+        return
     out.print(f"registered {rec.version} at {rec.path}")
 
 
@@ -760,8 +781,6 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per line")] = False,
 ) -> None:
     """Registered models with their validation metrics and aliases."""
-    from dataclasses import asdict
-
     reg = _registry()
     aliases = {v: a for a, v in reg.aliases().items()}
     if as_json:
@@ -788,8 +807,6 @@ def models_list(
 @models_app.command("show")
 def models_show(version: Annotated[str, typer.Argument(help="a registered version")]) -> None:
     """One model's record and the promotions that involved it, as one line of JSON."""
-    from dataclasses import asdict
-
     reg = _registry()
     rec = reg.get(version)
     if rec is None:
@@ -804,6 +821,7 @@ def models_promote(
     reason: Annotated[str, typer.Option(help="why (recorded)")],
     actor: Annotated[str, typer.Option(help="who promotes (recorded)")] = "cli",
     alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
     """Point an alias at a model; running servers switch within LOTLENS_MODEL_POLL_SECONDS."""
     try:
@@ -812,6 +830,9 @@ def models_promote(
         raise _die(f"unknown model {version}; register it first") from exc
     except ValueError as exc:
         raise _die(str(exc)) from exc
+    if as_json:
+        _json_line(asdict(rec))
+        return
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version}")
 
 
@@ -820,12 +841,16 @@ def models_rollback(
     reason: Annotated[str, typer.Option(help="why (recorded)")],
     actor: Annotated[str, typer.Option(help="who rolls back (recorded)")] = "cli",
     alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
     """Point an alias back at the model it had before its latest change."""
     try:
         rec = _registry().rollback(actor=actor, reason=reason, alias=alias)
     except LookupError as exc:
         raise _die(str(exc)) from exc
+    if as_json:
+        _json_line(asdict(rec))
+        return
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version} (rollback)")
 
 
@@ -833,7 +858,10 @@ dataset_app = typer.Typer(no_args_is_help=True, help="Datasets: immutable versio
 app.add_typer(dataset_app, name="dataset")
 
 
-def _print_dataset_report(report: Any) -> None:
+def _print_dataset_report(report: Any, as_json: bool = False) -> None:
+    if as_json:
+        _json_line(asdict(report))
+        return
     state = "already existed, unchanged" if report.existed else "written"
     out.print(f"{report.version}: {report.rows} rows ({report.new_rows} new), {state}")
     for key, why in sorted(report.dropped.items()):
@@ -848,6 +876,7 @@ def _print_dataset_report(report: Any) -> None:
 def dataset_create(
     from_version: Annotated[str | None, typer.Option("--from", help="the version to extend (default: latest)")] = None,
     since: Annotated[str | None, typer.Option(help="fixes since this ISO date (default: since --from)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
     """Build the next version from the manual fixes: filtered, conflicts held for review, split by advertiser."""
     from datetime import datetime
@@ -868,13 +897,14 @@ def dataset_create(
             )
     except LotlensError as exc:
         _fail(exc)
-    _print_dataset_report(report)
+    _print_dataset_report(report, as_json)
 
 
 @dataset_app.command("import")
 def dataset_import(
     manifest: Annotated[Path, typer.Argument(help="CSV: path,type,color,group[,split]")],
     images_root: Annotated[Path | None, typer.Option(help="folder the paths are relative to")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
     """Bring a hand-made set in as a version (the first dataset, or an ad-hoc test set)."""
     from lotlens.train.dataset import import_csv
@@ -883,7 +913,7 @@ def dataset_import(
         report = import_csv(_settings(), manifest, images_root)
     except LotlensError as exc:
         _fail(exc)
-    _print_dataset_report(report)
+    _print_dataset_report(report, as_json)
 
 
 @dataset_app.command("review")
@@ -912,8 +942,6 @@ def dataset_review(
         out.print(f"#{rec.id} {rec.field} of {rec.content_key[:14]}...: {rec.status} {rec.decided_value or ''}")
         return
     if as_json:
-        from dataclasses import asdict
-
         for it in queue.items(dataset):
             _json_line(asdict(it))
         return
@@ -956,8 +984,6 @@ def reclassify(
             settings, store, pipeline, advertiser, on_step=lambda d, t: bar.update(task, completed=d, total=t)
         )
     if as_json:
-        from dataclasses import asdict
-
         _json_line(asdict(report))
         return
     out.print(
@@ -1051,8 +1077,6 @@ def monitor(
     _announce("monitor", settings, Registry(store).alias("champion"), days=days)
     w = watch(store, days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
     if as_json:
-        from dataclasses import asdict
-
         for f in w.recent:
             base = w.baseline.get((f.advertiser, f.model_version))
             _json_line(
