@@ -179,3 +179,11 @@ def test_openapi_declares_bearer_enums_and_operation_ids(client: TestClient) -> 
     assert "Grey" in str(result["color"])
     ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
     assert {"classify", "add_fix", "list_fixes", "get_image", "promote", "rollback", "healthz"} <= ids
+
+
+def test_every_answer_carries_a_request_id(client: TestClient) -> None:
+    mine = client.get("/healthz", headers={"X-Request-ID": "scrape-2026-12-03-0001"})
+    assert mine.headers["x-request-id"] == "scrape-2026-12-03-0001"
+    forged = client.get("/healthz", headers={"X-Request-ID": "x injected log line"})
+    assert forged.headers["x-request-id"] != "x injected log line"
+    assert len(client.get("/v1/fixes").headers["x-request-id"]) >= 16  # made here, even for a 401

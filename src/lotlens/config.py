@@ -1,12 +1,22 @@
-"""One typed settings object, read from `LOTLENS_*` environment variables at the edge."""
+"""One typed settings object, and the one place that reads it: `LOTLENS_*` environment variables,
+an optional `.env` file in the working folder, and an optional secrets folder (`LOTLENS_SECRETS_DIR`,
+one file per setting, e.g. `LOTLENS_API_KEYS`), in that order of precedence.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from lotlens.errors import ConfigError
+
+ENV_PREFIX = "LOTLENS_"
+ENV_FILE = ".env"
+MASK = "***"
 
 
 class ApiKey(BaseModel):
@@ -20,7 +30,7 @@ class ApiKey(BaseModel):
 class Settings(BaseSettings):
     """lotlens settings. Built once by the CLI (later the API) and passed down."""
 
-    model_config = SettingsConfigDict(env_prefix="LOTLENS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=ENV_FILE)
 
     data_dir: Path = Field(default=Path("lotlens-data"), description="local data folder")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; None = SQLite under data_dir")
@@ -71,6 +81,30 @@ class Settings(BaseSettings):
         default=0.5, gt=0, lt=1, description="review pages: a model score under this counts as low confidence"
     )
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="least severe log line")
+    log_format: Literal["text", "json"] = Field(default="text", description="log lines for people or for a collector")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _parseable_url(cls, value: str | None) -> str | None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        if value is not None:
+            try:
+                make_url(value)
+            except ArgumentError:
+                # ArgumentError quotes the whole URL, password included: say the rule, not the value.
+                raise ValueError(
+                    "not a database URL; expected postgresql+psycopg://USER:PASSWORD@HOST/DB or sqlite:///PATH"
+                ) from None
+        return value
+
     broker_url: str | None = Field(
         default=None, description="Celery broker (amqp:// or redis://); None = jobs run in serve's own pool"
     )
@@ -95,3 +129,74 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The configured database, or the embedded SQLite file under `data_dir`."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'lotlens.db').resolve()}"
+
+    def database_for_display(self) -> str:
+        """The database URL with its password masked: safe for logs and error messages."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.resolved_database_url()).render_as_string(hide_password=True)
+
+    def for_display(self) -> dict[str, Any]:
+        """Every setting by its variable name, secrets masked, paths absolute (`lotlens config show`)."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if name == "api_keys":
+                value = [{"name": k["name"], "role": k["role"], "key": MASK} for k in value]
+            elif name == "session_secret" and value is not None:
+                value = MASK
+            elif name == "database_url" and value is not None:
+                value = self.database_for_display()
+            elif name in ("data_dir", "model_dir") and value is not None:
+                value = str(Path(value).resolve())
+            shown[ENV_PREFIX + name.upper()] = value
+        return shown
+
+
+class _Locations(BaseSettings):
+    """Where the other settings come from; read first, from the environment and `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=ENV_FILE)
+
+    secrets_dir: Path | None = Field(default=None, description="a folder with one file per secret setting")
+
+
+def load() -> Settings:
+    """Read the settings once, at an edge (the CLI, a server or worker start).
+
+    Raises:
+        ConfigError: names each wrong `LOTLENS_*` variable and its rule, never its value.
+    """
+    try:
+        secrets_dir = _Locations().secrets_dir
+        if secrets_dir is not None and not secrets_dir.is_dir():
+            raise ConfigError([(ENV_PREFIX + "SECRETS_DIR", "not a directory")])
+        return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None  # `from None`: the cause quotes the values
+    except SettingsError as exc:
+        raise ConfigError([_unparsed(exc)]) from None
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    found = []
+    for e in exc.errors(include_url=False, include_input=False, include_context=False):
+        field, *inner = e["loc"] or ("?",)
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in inner)
+        rule = e["msg"].removeprefix("Value error, ")
+        found.append((ENV_PREFIX + str(field).upper(), f"{where.lstrip('.')}: {rule}" if where else rule))
+    return found
+
+
+_SOURCES = {
+    "EnvSettingsSource": "",
+    "DotEnvSettingsSource": f" (in {ENV_FILE})",
+    "SecretsSettingsSource": " (in the secrets folder)",
+}
+
+
+def _unparsed(exc: SettingsError) -> tuple[str, str]:
+    """A value pydantic-settings could not decode (a list or dict that is not JSON)."""
+    m = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+    if m is None:
+        return (ENV_PREFIX + "*", "a setting could not be read")
+    return (ENV_PREFIX + m[1].upper(), "not valid JSON" + _SOURCES.get(m[2], ""))

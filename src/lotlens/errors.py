@@ -9,6 +9,7 @@
      +-- Conflict           the request contradicts the state (nothing to roll back, a reused key)
      +-- InvalidInput       a value the domain refuses (an unknown label, a fix without a field)
      +-- PermissionDenied   the caller may not see or change this
+     +-- ConfigError        a `LOTLENS_*` setting that is malformed, out of range or unusable
 
 Only the edges (CLI, API, pages) turn these into exit codes or HTTP statuses, each in one table.
 """
@@ -85,3 +86,12 @@ class PermissionDenied(LotlensError):
     def __init__(self, message: str, code: str = "forbidden") -> None:
         super().__init__(message)
         self.code = code
+
+
+class ConfigError(LotlensError):
+    """One or more settings are wrong. The message names each `LOTLENS_*` variable and the rule it
+    breaks, never the value, since values may be keys or passwords."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{variable}: {rule}" for variable, rule in problems))

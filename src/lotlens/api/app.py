@@ -17,7 +17,7 @@ from lotlens.api.routes import classify, fixes, images, jobs, models, ops, revie
 from lotlens.config import Settings
 from lotlens.jobs import start_runner
 from lotlens.store import Store
-from lotlens.train.registry import Champion
+from lotlens.train.registry import Champion, register_default
 from lotlens.vision import Pipeline
 
 ROUTERS = (classify.router, fixes.router, images.router, models.router, review.router, ops.router, jobs.router)
@@ -33,6 +33,8 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         st: Store = store if store is not None else await asyncio.to_thread(load_store, settings)
+        if pipeline is None:  # the served model is a registry entry from the start: rollback always works
+            await asyncio.to_thread(register_default, st, settings)
         champion = Champion(settings, st, pipeline)
         await asyncio.to_thread(champion.refresh)
         app.state.lotlens = app_state = await asyncio.to_thread(AppState, settings, st, champion)

@@ -1,4 +1,4 @@
-"""The first thing a request meets: the API key is checked before the body is read, and the body
+"""The first thing a request meets: a request id is given, the API key is checked before the body is read, and the body
 is capped while it streams in (`LOTLENS_MAX_BODY_BYTES`), so a huge or keyless request costs a few
 milliseconds, never seconds of parsing on the event loop."""
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
+from lotlens import logs
 from lotlens.config import Settings
 
 Scope = MutableMapping[str, Any]
@@ -24,6 +25,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 DRAIN_BYTES = 256 * 1024 * 1024
 DRAIN_SECONDS = 2.0
 JOB_BYTES_PER_IMAGE = 1024
+
+
+def _with_request_id(send: Send, rid: str) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+        await send(message)
+
+    return send_with_id
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -70,6 +80,16 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        # A request id (the caller's `X-Request-ID`, else a new one) on every log line of the request
+        # and in the answer, early answers included.
+        rid = logs.accept_request_id(headers.get("x-request-id"))
+        token = logs.request_id.set(rid)
+        try:
+            await self._guarded(scope, receive, _with_request_id(send, rid), headers)
+        finally:
+            logs.request_id.reset(token)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
         if self.needs_key and scope["path"].startswith("/v1/"):
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not self.key_ok(token):

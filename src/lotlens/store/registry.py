@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from lotlens.errors import Conflict, InvalidInput, NotFound
 from lotlens.store.repository import Store, now
@@ -134,6 +135,44 @@ class Registry:
             )
             s.add(p)
             s.flush()
+            return _promotion(p)
+
+    def promote_if_vacant(
+        self, version: str, *, actor: str, reason: str | None, alias: str = "champion"
+    ) -> PromotionRecord | None:
+        """Point `alias` at `version` only if it points nowhere yet; None when it already did.
+
+        Safe when several processes start at once: the alias row is the primary key, so only one
+        insert wins and the others see the winner.
+
+        Raises:
+            KeyError: the version is not registered.
+        """
+        if self.alias(alias) is not None:
+            return None
+        with self._session.begin() as s:
+            model = s.get(ModelRow, version)
+            if model is None:
+                raise KeyError(version)
+            if s.get(Alias, alias) is not None:
+                return None
+            s.add(Alias(alias=alias, version=version, updated_at=now()))
+            p = Promotion(
+                alias=alias,
+                from_version=None,
+                to_version=version,
+                action="promote",
+                actor=actor,
+                reason=reason,
+                metrics=dict(model.metrics),
+                created_at=now(),
+            )
+            s.add(p)
+            try:
+                s.flush()
+            except IntegrityError:
+                s.rollback()
+                return None
             return _promotion(p)
 
     def rollback(self, *, actor: str, reason: str | None, alias: str = "champion") -> PromotionRecord:

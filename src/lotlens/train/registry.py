@@ -17,7 +17,7 @@ from lotlens.errors import ModelError
 from lotlens.store import Store
 from lotlens.store.registry import ModelRecord, Registry
 from lotlens.vision import Pipeline
-from lotlens.vision.pipeline import ModelFolder
+from lotlens.vision.pipeline import ModelFolder, default_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,29 @@ def register(store: Store, model_dir: Path, settings: Settings, actor: str, data
         actor,
         dataset,
     )
+
+
+BOOTSTRAP_ACTOR = "lotlens"
+
+
+def register_default(store: Store, settings: Settings) -> ModelRecord | None:
+    """Register the model served when no champion is set (LOTLENS_MODEL_DIR, default the bundled
+    one) and make it the champion, so that `rollback` after the first promotion returns to it.
+
+    Does nothing, and returns None, once a champion exists. Called by `db upgrade` and at server
+    start; idempotent, and safe when several processes start at once.
+
+    Raises:
+        ModelError: the configured model folder is not a readable model.
+    """
+    registry = Registry(store)
+    if registry.alias("champion") is not None:
+        return None
+    record = register(store, settings.model_dir or default_model_dir(), settings, BOOTSTRAP_ACTOR)
+    registry.promote_if_vacant(
+        record.version, actor=BOOTSTRAP_ACTOR, reason="the model lotlens serves before any promotion"
+    )
+    return record
 
 
 class Champion:
