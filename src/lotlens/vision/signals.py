@@ -162,3 +162,97 @@ def color_signals(crop: RGBArray) -> NDArray[np.float32]:
     a6, b6 = np.clip(((a + 0.5) * 6).astype(int), 0, 5), np.clip(((b + 0.5) * 6).astype(int), 0, 5)
     lab3 = np.bincount((li * 36 + a6 * 6 + b6).ravel(), weights=weights.ravel(), minlength=144)
     return np.concatenate([hue_hist, ab_hist, l_hist, shares, mean_lab, hsv3, lab3]).astype(np.float32)
+
+
+# Fixed regions of the vehicle crop (rows, then columns, as fractions): the lower-middle band of
+# the body and the central area. Their color statistics see the paint where a whole-crop histogram
+# also sees road, sky and windows.
+REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "band": (0.35, 0.80, 0.10, 0.90),
+    "center": (0.25, 0.75, 0.20, 0.80),
+}
+_PCTS = (10, 25, 50, 75, 90)
+REGION_HUE_BINS, REGION_L_BINS, REGION_AB_BINS = 12, 8, 5
+REGION_SIGNALS = 6 + 5 + 4 * len(_PCTS) + REGION_HUE_BINS + REGION_L_BINS + REGION_AB_BINS**2 + 3 + 6
+MIN_REGION_PIXELS = 12
+
+
+def studio_field(small: RGBArray) -> NDArray[np.bool_]:
+    """Near-white pixels of a crop whose top or bottom row is mostly white (a studio field), else none."""
+    white = small.min(axis=2) >= WHITE
+    if white[0].mean() > 0.5 or white[-1].mean() > 0.5:
+        return white
+    return np.zeros(white.shape, dtype=bool)
+
+
+def region_signals(crop: RGBArray, region: str) -> NDArray[np.float32]:
+    """Lab/HSV statistics of one fixed region of a vehicle crop, white studio field dropped.
+
+    Means, spreads and percentiles of L*, a*, b* and chroma; a chroma-weighted hue histogram, an L*
+    histogram and a coarse a*b* histogram; grey/dark/bright shares; and the mean Lab of the darker
+    and of the brightest pixels, so a black car's sky reflections do not pass for grey paint.
+    """
+    small = crop if crop.shape[:2] == (SIDE, SIDE) else _small(crop)
+    r0, r1, c0, c1 = REGIONS[region]
+    rows, cols = slice(int(r0 * SIDE), int(r1 * SIDE)), slice(int(c0 * SIDE), int(c1 * SIDE))
+    keep = ~studio_field(small)[rows, cols]
+    part = small[rows, cols]
+    px = part[keep] if keep.sum() >= MIN_REGION_PIXELS else part.reshape(-1, 3)
+    px = np.ascontiguousarray(px.reshape(-1, 1, 3))
+    lab = cv2.cvtColor(px, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    hsv = cv2.cvtColor(px, cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3).astype(np.float32)
+    lum, a, b = lab[:, 0] / 255.0, (lab[:, 1] - 128) / 128.0, (lab[:, 2] - 128) / 128.0
+    hue, sat, val = hsv[:, 0] / 256.0, hsv[:, 1] / 255.0, hsv[:, 2] / 255.0
+    chroma = np.hypot(a, b)
+    means = [lum.mean(), a.mean(), b.mean(), sat.mean(), val.mean(), chroma.mean()]
+    spreads = [lum.std(), a.std(), b.std(), sat.std(), val.std()]
+    pcts = np.percentile(np.stack([lum, a, b, chroma]), _PCTS, axis=1).T.ravel()
+    w = sat * val
+    hue_hist = np.bincount(
+        np.minimum((hue * REGION_HUE_BINS).astype(int), REGION_HUE_BINS - 1), weights=w, minlength=REGION_HUE_BINS
+    )
+    hue_hist = hue_hist / max(hue_hist.sum(), 1e-6)
+    l_hist = np.bincount(np.minimum((lum * REGION_L_BINS).astype(int), REGION_L_BINS - 1), minlength=REGION_L_BINS)
+    ai = np.clip(((a + 0.3) / 0.6 * REGION_AB_BINS).astype(int), 0, REGION_AB_BINS - 1)
+    bi = np.clip(((b + 0.3) / 0.6 * REGION_AB_BINS).astype(int), 0, REGION_AB_BINS - 1)
+    ab_hist = np.bincount(ai * REGION_AB_BINS + bi, minlength=REGION_AB_BINS**2)
+    n = float(len(lum))
+    shares = [(chroma < 0.08).mean(), (val < 0.2).mean(), ((val > 0.8) & (sat < 0.15)).mean()]
+    dark = lum <= np.median(lum)
+    bright = lum >= np.percentile(lum, 90)
+    tails = [lum[dark].mean(), a[dark].mean(), b[dark].mean(), lum[bright].mean(), a[bright].mean(), b[bright].mean()]
+    return np.concatenate([means, spreads, pcts, hue_hist, l_hist / n, ab_hist / n, shares, tails]).astype(np.float32)
+
+
+STUDIO_SIGNALS = (
+    "white_top",
+    "white_bottom",
+    "white_left",
+    "white_right",
+    "white_field",
+    "light_neutral_border",
+    "object_extent",
+)
+
+
+def studio_signals(image: RGBArray) -> NDArray[np.float32]:
+    """Signals of a studio cut-out on a white or light field, in the order of `STUDIO_SIGNALS`.
+
+    Per side, the near-white share of the frame; the share of the image that is near-white *and*
+    connected to the frame (a field around the vehicle, not a white car); the light, neutral share
+    of the frame (grey studio walls); and the area of the box around what is not near-white.
+    """
+    small = _small(image)
+    lo = small.min(axis=2)
+    white = lo >= WHITE
+    w = 3
+    sides = [white[:w].mean(), white[-w:].mean(), white[:, :w].mean(), white[:, -w:].mean()]
+    n, labels = cv2.connectedComponents(white.astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    field = float(np.isin(labels, edge).mean()) if n > 1 and edge.size else 0.0
+    border = _border(small.astype(np.float32), w)
+    neutral = float(((border.min(axis=1) >= 200) & (np.ptp(border, axis=1) < 14)).mean())
+    rows, cols = np.flatnonzero((~white).any(axis=1)), np.flatnonzero((~white).any(axis=0))
+    extent = (rows.size and cols.size) and (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) / white.size
+    return np.array([*sides, field, neutral, float(extent)], dtype=np.float32)
