@@ -29,7 +29,7 @@ from lotlens.vision.signals import (
     SIDE,
     TYPE_SIGNALS,
     color_signals,
-    region_signals,
+    region_statistics,
     type_signals,
     white_background_box,
 )
@@ -132,7 +132,7 @@ class Featurizer:
 
 def _color_signal_row(crop_: RGBArray, regions: Sequence[str]) -> NDArray[np.float32]:
     small = resize(crop_, SIDE, SIDE)
-    return np.concatenate([color_signals(small), *(region_signals(small, r) for r in regions)])
+    return np.concatenate([color_signals(small), region_statistics(small, tuple(regions))])
 
 
 def decide_types(probs: NDArray[np.float32], placeholder_threshold: float) -> list[int]:

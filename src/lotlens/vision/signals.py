@@ -185,28 +185,37 @@ def studio_field(small: RGBArray) -> NDArray[np.bool_]:
     return np.zeros(white.shape, dtype=bool)
 
 
-def region_signals(crop: RGBArray, region: str) -> NDArray[np.float32]:
-    """Lab/HSV statistics of one fixed region of a vehicle crop, white studio field dropped.
+def _percentiles(sorted_rows: NDArray[np.float32], pcts: tuple[int, ...]) -> NDArray[np.float32]:
+    """Percentiles of each row of an already sorted array, linear interpolation (numpy's default)."""
+    n = sorted_rows.shape[1]
+    pos = np.asarray(pcts, dtype=np.float64) / 100.0 * (n - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(np.float32)
+    return sorted_rows[:, lo] + (sorted_rows[:, hi] - sorted_rows[:, lo]) * frac
 
-    Means, spreads and percentiles of L*, a*, b* and chroma; a chroma-weighted hue histogram, an L*
-    histogram and a coarse a*b* histogram; grey/dark/bright shares; and the mean Lab of the darker
-    and of the brightest pixels, so a black car's sky reflections do not pass for grey paint.
-    """
-    small = crop if crop.shape[:2] == (SIDE, SIDE) else _small(crop)
+
+def _planes(small: RGBArray) -> NDArray[np.float32]:
+    """Per pixel: L*, a*, b*, hue, saturation, value, chroma (scaled to about [0, 1] or [-1, 1])."""
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    lum, a, b = lab[..., 0] / 255.0, (lab[..., 1] - 128) / 128.0, (lab[..., 2] - 128) / 128.0
+    hue, sat, val = hsv[..., 0] / 256.0, hsv[..., 1] / 255.0, hsv[..., 2] / 255.0
+    return np.stack([lum, a, b, hue, sat, val, np.hypot(a, b)], axis=-1)
+
+
+def _region_stats(planes: NDArray[np.float32], field: NDArray[np.bool_], region: str) -> NDArray[np.float32]:
     r0, r1, c0, c1 = REGIONS[region]
     rows, cols = slice(int(r0 * SIDE), int(r1 * SIDE)), slice(int(c0 * SIDE), int(c1 * SIDE))
-    keep = ~studio_field(small)[rows, cols]
-    part = small[rows, cols]
-    px = part[keep] if keep.sum() >= MIN_REGION_PIXELS else part.reshape(-1, 3)
-    px = np.ascontiguousarray(px.reshape(-1, 1, 3))
-    lab = cv2.cvtColor(px, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
-    hsv = cv2.cvtColor(px, cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3).astype(np.float32)
-    lum, a, b = lab[:, 0] / 255.0, (lab[:, 1] - 128) / 128.0, (lab[:, 2] - 128) / 128.0
-    hue, sat, val = hsv[:, 0] / 256.0, hsv[:, 1] / 255.0, hsv[:, 2] / 255.0
-    chroma = np.hypot(a, b)
-    means = [lum.mean(), a.mean(), b.mean(), sat.mean(), val.mean(), chroma.mean()]
-    spreads = [lum.std(), a.std(), b.std(), sat.std(), val.std()]
-    pcts = np.percentile(np.stack([lum, a, b, chroma]), _PCTS, axis=1).T.ravel()
+    keep = ~field[rows, cols]
+    part = planes[rows, cols]
+    px = part[keep] if keep.sum() >= MIN_REGION_PIXELS else part.reshape(-1, planes.shape[-1])
+    lum, a, b, hue, sat, val, chroma = px.T
+    mean, spread = px.mean(axis=0), px.std(axis=0)
+    means = [mean[0], mean[1], mean[2], mean[4], mean[5], mean[6]]
+    spreads = [spread[0], spread[1], spread[2], spread[4], spread[5]]
+    ordered = np.sort(np.stack([lum, a, b, chroma]), axis=1)
+    pcts = _percentiles(ordered, _PCTS).ravel()
     w = sat * val
     hue_hist = np.bincount(
         np.minimum((hue * REGION_HUE_BINS).astype(int), REGION_HUE_BINS - 1), weights=w, minlength=REGION_HUE_BINS
@@ -218,10 +227,30 @@ def region_signals(crop: RGBArray, region: str) -> NDArray[np.float32]:
     ab_hist = np.bincount(ai * REGION_AB_BINS + bi, minlength=REGION_AB_BINS**2)
     n = float(len(lum))
     shares = [(chroma < 0.08).mean(), (val < 0.2).mean(), ((val > 0.8) & (sat < 0.15)).mean()]
-    dark = lum <= np.median(lum)
-    bright = lum >= np.percentile(lum, 90)
+    median, top = _percentiles(ordered[:1], (50, 90))[0]
+    dark, bright = lum <= median, lum >= top
     tails = [lum[dark].mean(), a[dark].mean(), b[dark].mean(), lum[bright].mean(), a[bright].mean(), b[bright].mean()]
     return np.concatenate([means, spreads, pcts, hue_hist, l_hist / n, ab_hist / n, shares, tails]).astype(np.float32)
+
+
+def region_statistics(crop: RGBArray, regions: tuple[str, ...] | list[str]) -> NDArray[np.float32]:
+    """Lab/HSV statistics of fixed regions of a vehicle crop (`REGIONS`), white studio field dropped.
+
+    Per region: means, spreads and percentiles of L*, a*, b* and chroma; a chroma-weighted hue
+    histogram, an L* histogram and a coarse a*b* histogram; grey/dark/bright shares; and the mean
+    Lab of the darker half and of the brightest tenth of the pixels, so a black car's sky
+    reflections do not pass for grey paint. `REGION_SIGNALS` numbers per region, in `regions` order.
+    """
+    small = crop if crop.shape[:2] == (SIDE, SIDE) else _small(crop)
+    if not regions:
+        return np.zeros(0, dtype=np.float32)
+    planes, field = _planes(small), studio_field(small)
+    return np.concatenate([_region_stats(planes, field, r) for r in regions])
+
+
+def region_signals(crop: RGBArray, region: str) -> NDArray[np.float32]:
+    """The statistics of one region (see `region_statistics`)."""
+    return region_statistics(crop, (region,))
 
 
 STUDIO_SIGNALS = (
