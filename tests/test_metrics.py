@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from lotlens.train.metrics import classification, confusion, per_group, true_label_probability
+from lotlens.train.metrics import (
+    calibration,
+    classification,
+    confusion,
+    fit_temperature,
+    per_group,
+    true_label_probability,
+)
 
 LABELS = ["a", "b", "c"]
 NAN = float("nan")
@@ -119,3 +126,33 @@ def test_true_label_probability_picks_the_true_column() -> None:
 
 def test_true_label_probability_of_nothing() -> None:
     assert true_label_probability([], np.zeros((0, 3))).shape == (0,)
+
+
+def test_calibration_of_a_perfectly_calibrated_toy() -> None:
+    # Ten rows at confidence 0.8, eight right; ten at 0.6, six right: no gap in either bin.
+    probs = np.array([[0.8, 0.2]] * 10 + [[0.6, 0.4]] * 10)
+    y = [0] * 8 + [1] * 2 + [0] * 6 + [1] * 4
+    cal = calibration(y, probs)
+    assert cal["n"] == 20
+    assert cal["ece"] == pytest.approx(0.0, abs=1e-9)
+    assert [(b["n"], b["accuracy"]) for b in cal["bins"]] == [(10, 0.6), (10, 0.8)]
+
+
+def test_calibration_error_is_the_weighted_gap() -> None:
+    # Overconfident: 0.9 sure, half right (gap 0.4, 4 rows); 0.55 sure, all right (gap 0.45, 2 rows).
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.55, 0.45]] * 2 + [[np.nan, np.nan]])
+    y = [0, 0, 1, 1, 0, 0, 0]
+    cal = calibration(y, probs)
+    assert cal["n"] == 6  # the unanswered row is left out
+    assert cal["ece"] == pytest.approx((4 * 0.4 + 2 * 0.45) / 6)
+
+
+def test_fit_temperature_recovers_the_temperature_of_the_data() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 5))
+    true_t = 2.5
+    p = np.exp(logits / true_t)
+    p /= p.sum(axis=1, keepdims=True)
+    y = [int(rng.choice(5, p=row)) for row in p]
+    assert fit_temperature(logits, y) == pytest.approx(true_t, rel=0.1)
+    assert fit_temperature(np.zeros((0, 5)), []) == 1.0

@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 from lotlens.cli import app
 from lotlens.labels import COLORS, TYPES
 from lotlens.train.manifest import read_manifest
-from lotlens.vision.pipeline import ModelFolder, Pipeline
+from lotlens.vision.pipeline import ModelFolder, Pipeline, default_model_dir
 
 from synth import car, make_set
 
@@ -90,7 +90,8 @@ def test_evaluate_prints_tables_and_writes_html_report(trained: tuple[Path, Path
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "confusion_type.png" in page
     assert "tiny-" in page
-    for png in ("confusion_type.png", "confusion_color.png", "groups.png"):
+    assert "calibration error" in page
+    for png in ("confusion_type.png", "confusion_color.png", "groups.png", "reliability.png"):
         assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -129,3 +130,44 @@ def test_trained_model_serves_through_pipeline(trained: tuple[Path, Path, Path])
     pred = pipe.classify([np.asarray(car("Red", "white", 99))])[0]
     assert pred.model_version == pipe.version
     assert pred.type in TYPES
+
+
+def test_evaluate_reports_color_calibration(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, test_csv, _ = trained
+    res = runner.invoke(app, ["evaluate", "--model", str(model), "--manifest", str(test_csv), "--json"])
+    r = json.loads(res.stdout)
+    cal = r["color_calibration"]
+    assert cal["n"] == r["color"]["n"] - r["color"]["unanswered"]
+    assert 0 <= cal["ece"] <= 1
+    assert sum(b["n"] for b in cal["bins"]) == cal["n"]
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["decision"]["color_temperature"] > 0
+    assert meta["features"]["color_regions"] == ["band", "center"]
+    assert meta["metrics"]["color_calibration"]["temperature"] == meta["decision"]["color_temperature"]
+
+
+def test_evaluate_compare_two_models_side_by_side(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, test_csv, root = trained
+    args = ["evaluate", "--model", str(model), "--compare", str(default_model_dir()), "--manifest", str(test_csv)]
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["a"]["model"].startswith("tiny-")
+    assert r["b"]["model"] == ModelFolder.read(default_model_dir()).version
+    assert r["a"]["type"]["n"] == r["b"]["type"]["n"] == 18
+    assert {c["label"] for c in r["classes"] if c["task"] == "type"} == set(TYPES)
+    assert {g["group"] for g in r["groups"]} == {"adv0", "adv1", "adv2"}
+    # Every listed difference really differs, and the winner is the one that matches the label.
+    for d in r["differ"]:
+        assert d["a"] != d["b"]
+        assert d["winner"] == ("a" if d["a"] == d["expected"] else "b" if d["b"] == d["expected"] else "neither")
+    # A tiny synthetic model and the bundled one do not answer alike on every image.
+    assert r["differ"]
+    res = runner.invoke(app, [*args, "--report", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    assert "answers differ" in res.stdout
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    assert "reliability.png" in page
+    thumbs = sorted((tmp_path / "cmp" / "thumbs").iterdir())
+    assert len(thumbs) == len({d["path"] for d in r["differ"] if d["path"] != "img/test-broken.jpg"})
+    assert all(t.read_bytes()[:2] == b"\xff\xd8" for t in thumbs)

@@ -6,8 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,9 +19,20 @@ from lotlens.labels import COLORS, TYPES
 from lotlens.train.generate import placeholders, silhouettes
 from lotlens.vision.backbone import FEATURES, preprocess
 from lotlens.vision.detector import DETECTOR_FILE, Detector, default_detector_path, nms
-from lotlens.vision.heads import LinearHead
+from lotlens.vision.heads import LinearHead, average_heads
 from lotlens.vision.pipeline import ModelFolder, Pipeline, decide_types, default_model_dir
-from lotlens.vision.signals import COLOR_SIGNALS, TYPE_SIGNALS, color_signals, type_signals, white_background_box
+from lotlens.vision.signals import (
+    COLOR_SIGNALS,
+    REGION_SIGNALS,
+    REGIONS,
+    STUDIO_SIGNALS,
+    TYPE_SIGNALS,
+    color_signals,
+    region_signals,
+    studio_signals,
+    type_signals,
+    white_background_box,
+)
 
 from synth import car
 
@@ -284,3 +297,105 @@ def test_answer_names_the_detected_vehicle_kind(pipeline: Pipeline, dev_data: Pa
     assert pred.vehicle in {"car", "truck"}
     assert pred.stored_scores()["vehicle"] == pred.vehicle
     assert pred.as_dict()["vehicle"] == pred.vehicle
+
+
+def _head(coef: list[list[float]], intercept: list[float], mean: list[float], scale: list[float]) -> LinearHead:
+    return LinearHead(
+        ("a", "b"),
+        np.array(mean, np.float32),
+        np.array(scale, np.float32),
+        np.array(coef, np.float32),
+        np.array(intercept, np.float32),
+    )
+
+
+def test_averaged_heads_fold_into_one_linear_head() -> None:
+    one = _head([[1, -1], [0, 2]], [0.5, -0.5], [1, 2], [2, 4])
+    two = _head([[3], [-1]], [0.0, 1.0], [10], [5])
+    x = np.array([[1.0, 2.0, 10.0], [5.0, -3.0, 0.0], [0.0, 0.0, 20.0]], np.float32)
+    folded = average_heads([one, two], [0.7, 0.3])
+    expected = 0.7 * one.logits(x[:, :2]) + 0.3 * two.logits(x[:, 2:])
+    assert folded.n_features == 3
+    assert folded.logits(x) == pytest.approx(expected, abs=1e-5)
+    # Equal weights by default.
+    assert average_heads([one, two]).logits(x) == pytest.approx(
+        0.5 * one.logits(x[:, :2]) + 0.5 * two.logits(x[:, 2:]), abs=1e-5
+    )
+    with pytest.raises(ValueError, match="weights"):
+        average_heads([one, two], [1.0])
+
+
+def test_temperature_softens_without_changing_the_answer() -> None:
+    head = _head([[1, 0], [0, 1]], [0, 0], [0, 0], [1, 1])
+    x = np.array([[2.0, 0.0], [0.0, 1.0]])
+    hot = replace(head, temperature=2.0)
+    p, q = head.predict_proba(x), hot.predict_proba(x)
+    assert (p.argmax(axis=1) == q.argmax(axis=1)).all()
+    assert q.max(axis=1).tolist() < p.max(axis=1).tolist()
+    # softmax([2, 0] / 2) = 1 / (1 + e^-1)
+    assert q[0, 0] == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        replace(head, temperature=0.0)
+
+
+def test_region_signals_see_the_paint_and_drop_the_studio_field() -> None:
+    # A red body on a white studio field; the band region sits inside the body.
+    img = np.full((120, 200, 3), 255, np.uint8)
+    img[30:110, 10:190] = (180, 20, 20)
+    for region in REGIONS:
+        sig = region_signals(img, region)
+        assert sig.shape == (REGION_SIGNALS,)
+        mean_a = sig[1]  # means come first: L*, a*, b*, ...
+        assert mean_a > 0.3  # clearly red
+    # The same body on the same white: the white field does not dilute a grey car's statistics.
+    grey = np.full((120, 200, 3), 255, np.uint8)
+    grey[50:120, 0:200] = (90, 90, 90)
+    band = region_signals(grey, "band")
+    assert band[0] == pytest.approx(
+        cv2.cvtColor(np.full((1, 1, 3), 90, np.uint8), cv2.COLOR_RGB2LAB)[0, 0, 0] / 255, abs=0.02
+    )
+
+
+def test_studio_signals_tell_a_cut_out_from_a_scene() -> None:
+    cut_out = np.full((200, 300, 3), 255, np.uint8)
+    cut_out[60:150, 50:250] = (30, 30, 120)
+    s = dict(zip(STUDIO_SIGNALS, studio_signals(cut_out), strict=True))
+    assert s["white_top"] == s["white_bottom"] == s["white_left"] == s["white_right"] == 1.0
+    assert s["white_field"] > 0.6
+    assert s["object_extent"] == pytest.approx(0.3, abs=0.05)
+    # A white car filling a scene: near-white pixels, but none of them a field around the vehicle.
+    scene = np.asarray(car("White", "scene", 4))
+    t = dict(zip(STUDIO_SIGNALS, studio_signals(scene), strict=True))
+    assert t["white_field"] < 0.2
+
+
+def test_color_features_add_the_region_blocks_in_order(pipeline: Pipeline) -> None:
+    crop = np.asarray(car("Blue", "white", 5))
+    plain = pipeline.featurizer.color_features([crop])
+    both = pipeline.featurizer.color_features([crop], ("band", "center"))
+    assert plain.shape == (1, FEATURES + COLOR_SIGNALS)
+    assert both.shape == (1, FEATURES + COLOR_SIGNALS + 2 * REGION_SIGNALS)
+    assert both[0, : plain.shape[1]] == pytest.approx(plain[0])
+    assert both[0, plain.shape[1] : plain.shape[1] + REGION_SIGNALS] == pytest.approx(region_signals(crop, "band"))
+
+
+def test_a_model_folder_without_regions_or_temperature_still_reads(tmp_path: Path) -> None:
+    folder = ModelFolder.read(default_model_dir())
+    meta = json.loads(json.dumps(folder.meta))
+    meta["features"].pop("color_regions", None)
+    meta["decision"].pop("color_temperature", None)
+    old = tmp_path / "old"
+    shutil.copytree(default_model_dir(), old, ignore=shutil.ignore_patterns("backbone.onnx"))
+    (old / "model.json").write_text(json.dumps(meta))
+    again = ModelFolder.read(old)
+    assert again.color_regions == ()
+    assert again.color_head.temperature == 1.0
+
+
+def test_temperature_round_trips_through_model_json(tmp_path: Path) -> None:
+    folder = ModelFolder.read(default_model_dir())
+    hot = ModelFolder(folder.meta, folder.type_head, replace(folder.color_head, temperature=1.7), None)
+    hot.write(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["decision"]["color_temperature"] == 1.7
+    assert ModelFolder.read(tmp_path / "m").color_head.temperature == pytest.approx(1.7)
+    assert folder.meta["decision"].get("color_temperature") != 1.7  # the source folder's meta is untouched

@@ -180,14 +180,15 @@ def test_only_staff_make_global_fixes(site: Site, app_client: TestClient) -> Non
     sign_in(app_client, "a")
     csrf = csrf_of(app_client.get("/advertisers/a").text)
     key = site.keys["car0"]
+    # A type the model did not give, so the attempt is a real change (an unchanged one is a no-op).
+    current = site.store.answers([key], None)[key]
+    new_type = "Stock" if current.type != "Stock" else "Dealer"
     res = app_client.post(
-        "/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": "Stock", "scope": "global"}
+        "/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": new_type, "scope": "global"}
     )
     assert res.status_code == 403
     sign_in(app_client, "staff")
     csrf = csrf_of(app_client.get("/advertisers/a").text)
-    current = site.store.answers([key], None)[key]
-    new_type = "Stock" if current.type != "Stock" else "Dealer"
     res = app_client.post(
         "/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": new_type, "scope": "global"}
     )

@@ -515,12 +515,46 @@ def evaluate(
     images_root: Annotated[Path | None, typer.Option(help="folder the paths are relative to")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     report: Annotated[Path | None, typer.Option(help="write an HTML report with plots into this folder")] = None,
+    compare: Annotated[
+        Path | None, typer.Option(help="a second model folder (b) to score on the same rows, side by side")
+    ] = None,
 ) -> None:
-    """Score a model on a labelled manifest: accuracy, recall, confusion, per-group accuracy."""
+    """Score a model on a labelled manifest: accuracy, recall, confusion, per-group accuracy, calibration.
+
+    With `--compare MODEL_DIR`, both models run on the same rows: per class, per group, and the
+    images where their answers differ (thumbnails in the HTML report).
+    """
     from lotlens.train.evaluate import evaluate as run_evaluate
+    from lotlens.train.evaluate import evaluate_compare
     from lotlens.vision import Pipeline
 
     settings = _settings()
+    if compare is not None:
+        try:
+            pipeline_a = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
+            pipeline_b = Pipeline.load(compare, settings.threads, settings.batch_size)
+            with progress_bar(not as_json) as bar:
+                task = bar.add_task("evaluate a, then b", total=None)
+                both = evaluate_compare(
+                    pipeline_a,
+                    pipeline_b,
+                    manifest,
+                    images_root,
+                    on_step=lambda d, t: bar.update(task, completed=d, total=t),
+                )
+        except LotlensError as exc:
+            _fail(exc)
+        if report:
+            from lotlens.train.report import write_compare_report
+
+            page = write_compare_report(both, report, images_root or manifest.parent)
+            if not as_json:
+                out.print(f"report: {page}")
+        if as_json:
+            _json_line(both)
+            return
+        _print_comparison(both)
+        return
     try:
         pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
         with progress_bar(not as_json) as bar:
@@ -546,6 +580,25 @@ def _pct(v: float | None) -> str:
     return "-" if v is None or v != v else f"{100 * v:.1f}%"  # None or NaN: nothing measured
 
 
+def _print_comparison(r: dict[str, Any]) -> None:
+    from collections import Counter
+
+    a, b = r["a"], r["b"]
+    out.print(f"a = {a['model']}, b = {b['model']} on {r['manifest']['path']} ({r['manifest']['rows']} rows)")
+    t = Table(title="a against b")
+    for col in ("", "a", "b"):
+        t.add_column(col, justify="left" if not col else "right")
+    t.add_row(f"type accuracy (n={a['type']['n']})", _pct(a["type"]["accuracy"]), _pct(b["type"]["accuracy"]))
+    t.add_row("placeholder recall", _pct(a["placeholder_recall"]), _pct(b["placeholder_recall"]))
+    t.add_row(f"color top-1 (n={a['color']['n']})", _pct(a["color"]["accuracy"]), _pct(b["color"]["accuracy"]))
+    t.add_row("color ECE", _pct(a["color_calibration"]["ece"]), _pct(b["color_calibration"]["ece"]))
+    for c in r["classes"]:
+        t.add_row(f"{c['task']} recall {c['label']} (n={c['n']})", _pct(c["a"]), _pct(c["b"]))
+    out.print(t)
+    wins = Counter(d["winner"] for d in r["differ"])
+    out.print(f"{len(r['differ'])} answers differ: a right {wins['a']}, b right {wins['b']}, neither {wins['neither']}")
+
+
 def _print_evaluation(r: dict[str, Any]) -> None:
     t, c = r["type"], r["color"]
     out.print(
@@ -553,6 +606,8 @@ def _print_evaluation(r: dict[str, Any]) -> None:
     )
     out.print(f"type:  n={t['n']}  accuracy {_pct(t['accuracy'])}  placeholder recall {_pct(r['placeholder_recall'])}")
     out.print(f"color: n={c['n']}  top-1 {_pct(c['accuracy'])}  top-2 {_pct(c['top2'])}")
+    if "color_calibration" in r:
+        out.print(f"color confidence: expected calibration error {_pct(r['color_calibration']['ece'])}")
     for name, m in (("type", t), ("color", c)):
         table = Table(title=f"{name}: per class", show_lines=False)
         for col in ("class", "n", "precision", "recall"):

@@ -16,7 +16,7 @@ from lotlens.errors import ImageDecodeError
 from lotlens.imaging import MODEL_SIDE, RGBArray, decode
 from lotlens.labels import COLORS, TYPES
 from lotlens.train.manifest import Row, manifest_sha256, read_manifest
-from lotlens.train.metrics import classification, per_group, true_label_probability
+from lotlens.train.metrics import calibration, classification, per_group, true_label_probability
 from lotlens.vision.pipeline import Pipeline, Prediction
 
 Step = Callable[[int, int], None]
@@ -109,6 +109,7 @@ def score(model: str, pairs: list[tuple[Row, Prediction]], skipped: list[dict[st
         "type": type_m,
         "placeholder_recall": type_m["recall"].get("Placeholder"),
         "color": color_m,
+        "color_calibration": calibration(c_true, c_probs),
         "groups": groups,
         "groups_by_type": per_group([r.group for r, _ in typed], [p.type == r.type for r, p in typed]),
         "most_wrong": wrong,
@@ -129,4 +130,92 @@ def evaluate(
     pairs, skipped = predict_rows(pipeline, rows, images_root or manifest.parent, on_step=on_step)
     result = score(pipeline.version, pairs, skipped)
     result["manifest"] = {"path": str(manifest), "sha256": manifest_sha256(manifest), "rows": len(rows)}
+    return result
+
+
+def compare(
+    name_a: str,
+    pairs_a: list[tuple[Row, Prediction]],
+    name_b: str,
+    pairs_b: list[tuple[Row, Prediction]],
+    skipped: list[dict[str, str]],
+) -> dict[str, Any]:
+    """Two models' answers on the same rows, side by side: totals, per class, per group, differences.
+
+    Both lists come from `predict_rows` over the same manifest, so rows line up one to one.
+
+    Raises:
+        ValueError: the two lists do not hold the same rows in the same order.
+    """
+    if [r.path for r, _ in pairs_a] != [r.path for r, _ in pairs_b]:
+        raise ValueError("compare needs both models' answers on the same rows, in the same order")
+    a, b = score(name_a, pairs_a, skipped), score(name_b, pairs_b, skipped)
+    classes = []
+    for task, labels in (("type", TYPES), ("color", COLORS)):
+        for label in labels:
+            n = a[task]["support"].get(label, 0)
+            if n:
+                classes.append(
+                    {"task": task, "label": label, "n": n, "a": a[task]["recall"][label], "b": b[task]["recall"][label]}
+                )
+    by_group = {g["group"]: g for g in a["groups"]}
+    groups = [
+        {
+            "group": g["group"],
+            "n_type": g["n_type"],
+            "n_color": g["n_color"],
+            "a_type": by_group[g["group"]]["type_accuracy"],
+            "b_type": g["type_accuracy"],
+            "a_color": by_group[g["group"]]["color_accuracy"],
+            "b_color": g["color_accuracy"],
+        }
+        for g in b["groups"]
+    ]
+    groups.sort(key=lambda g: g["group"])
+    differ = []
+    for (row, pa), (_, pb) in zip(pairs_a, pairs_b, strict=True):
+        for task, truth, ans_a, ans_b, conf_a, conf_b in (
+            ("type", row.type, pa.type, pb.type, pa.type_scores.get(pa.type), pb.type_scores.get(pb.type)),
+            (
+                "color",
+                row.color,
+                pa.color,
+                pb.color,
+                pa.color_scores.get(pa.color or ""),
+                pb.color_scores.get(pb.color or ""),
+            ),
+        ):
+            if truth and ans_a != ans_b:
+                differ.append(
+                    {
+                        "task": task,
+                        "path": row.path,
+                        "group": row.group,
+                        "expected": truth,
+                        "a": ans_a,
+                        "b": ans_b,
+                        "a_confidence": conf_a,
+                        "b_confidence": conf_b,
+                        "winner": "a" if ans_a == truth else "b" if ans_b == truth else "neither",
+                    }
+                )
+    return {"a": a, "b": b, "classes": classes, "groups": groups, "differ": differ, "skipped": skipped}
+
+
+def evaluate_compare(
+    pipeline_a: Pipeline,
+    pipeline_b: Pipeline,
+    manifest: Path,
+    images_root: Path | None = None,
+    on_step: Step | None = None,
+) -> dict[str, Any]:
+    """Score two models on one manifest (model a: `pipeline_a`, b: `pipeline_b`) and compare them."""
+    rows = read_manifest(manifest)
+    root = images_root or manifest.parent
+    pairs_a, skipped = predict_rows(pipeline_a, rows, root, on_step=on_step)
+    pairs_b, _ = predict_rows(pipeline_b, rows, root, on_step=on_step)
+    result = compare(pipeline_a.version, pairs_a, pipeline_b.version, pairs_b, skipped)
+    result["manifest"] = {"path": str(manifest), "sha256": manifest_sha256(manifest), "rows": len(rows)}
+    for side in ("a", "b"):
+        result[side]["manifest"] = result["manifest"]
     return result

@@ -83,3 +83,58 @@ def true_label_probability(y_true: Sequence[int], probs: NDArray[np.floating]) -
         return np.zeros(0)
     p = probs[np.arange(len(y_true)), np.asarray(y_true, dtype=int)]
     return np.nan_to_num(p, nan=0.0)
+
+
+def calibration(y_true: Sequence[int], probs: NDArray[np.floating], bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error and the reliability diagram's bins of the top-1 confidence.
+
+    Rows without an answer (NaN) are left out. ECE is the count-weighted mean gap between the
+    confidence and the accuracy over `bins` equal-width confidence bins.
+    """
+    probs = np.asarray(probs, dtype=np.float64).reshape(len(y_true), -1)
+    ok = ~np.isnan(probs).any(axis=1)
+    p, y = probs[ok], np.asarray(y_true, dtype=int)[ok]
+    out: dict[str, Any] = {"n": int(len(y)), "ece": float("nan"), "bins": []}
+    if not len(y):
+        return out
+    conf, hit = p.max(axis=1), (p.argmax(axis=1) == y)
+    idx = np.minimum((conf * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if not sel.any():
+            continue
+        gap = abs(float(conf[sel].mean()) - float(hit[sel].mean()))
+        ece += gap * sel.sum() / len(y)
+        out["bins"].append(
+            {
+                "low": b / bins,
+                "high": (b + 1) / bins,
+                "n": int(sel.sum()),
+                "confidence": float(conf[sel].mean()),
+                "accuracy": float(hit[sel].mean()),
+            }
+        )
+    out["ece"] = float(ece)
+    return out
+
+
+def fit_temperature(logits: NDArray[np.floating], y_true: Sequence[int]) -> float:
+    """The temperature T that minimises the negative log-likelihood of `softmax(logits / T)`.
+
+    A coarse log-spaced grid, then a finer one around its best; 1.0 when there is nothing to fit.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y_true, dtype=int)
+    if not len(y):
+        return 1.0
+
+    def nll(t: float) -> float:
+        s = z / t
+        s = s - s.max(axis=1, keepdims=True)
+        return float(-(s[np.arange(len(y)), y] - np.log(np.exp(s).sum(axis=1))).mean())
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))
+    best = float(grid[int(np.argmin([nll(t) for t in grid]))])
+    fine = best * np.exp(np.linspace(-0.12, 0.12, 25))
+    return round(float(fine[int(np.argmin([nll(t) for t in fine]))]), 4)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lotlens.errors import ModelError
-from lotlens.imaging import RGBArray, crop, expand_box
+from lotlens.imaging import RGBArray, crop, expand_box, resize
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
 from lotlens.vision.backbone import Backbone
 from lotlens.vision.detector import Detector
 from lotlens.vision.heads import LinearHead
-from lotlens.vision.signals import COLOR_SIGNALS, TYPE_SIGNALS, color_signals, type_signals, white_background_box
+from lotlens.vision.signals import (
+    COLOR_SIGNALS,
+    REGION_SIGNALS,
+    SIDE,
+    TYPE_SIGNALS,
+    color_signals,
+    region_statistics,
+    type_signals,
+    white_background_box,
+)
 
 MODEL_FORMAT = 1
 MODEL_FILE, HEADS_FILE, BACKBONE_FILE = "model.json", "heads.npz", "backbone.onnx"
@@ -133,10 +142,17 @@ class Featurizer:
             )
         return [loc for loc in located if loc is not None]
 
-    def color_features(self, crops: Sequence[RGBArray]) -> NDArray[np.float32]:
+    def color_features(self, crops: Sequence[RGBArray], regions: Sequence[str] = ()) -> NDArray[np.float32]:
+        """Crop embedding and color histograms, then the statistics of each of `regions` (in order)."""
         emb = self.backbone.embed(crops, self.batch_size)
-        sig = np.stack([color_signals(c) for c in crops]) if crops else np.zeros((0, COLOR_SIGNALS), np.float32)
+        width = COLOR_SIGNALS + REGION_SIGNALS * len(regions)
+        sig = np.stack([_color_signal_row(c, regions) for c in crops]) if crops else np.zeros((0, width), np.float32)
         return np.hstack([emb, sig]).astype(np.float32)
+
+
+def _color_signal_row(crop_: RGBArray, regions: Sequence[str]) -> NDArray[np.float32]:
+    small = resize(crop_, SIDE, SIDE)
+    return np.concatenate([color_signals(small), region_statistics(small, tuple(regions))])
 
 
 def decide_types(probs: NDArray[np.float32], placeholder_threshold: float) -> list[int]:
@@ -170,6 +186,11 @@ class ModelFolder:
     def placeholder_threshold(self) -> float:
         return float(self.meta.get("decision", {}).get("placeholder_threshold", DEFAULT_PLACEHOLDER_THRESHOLD))
 
+    @property
+    def color_regions(self) -> tuple[str, ...]:
+        """The crop regions whose statistics follow the color histograms (none in older models)."""
+        return tuple(self.meta.get("features", {}).get("color_regions", ()))
+
     @classmethod
     def read(cls, path: Path) -> ModelFolder:
         meta_path, heads_path = path / MODEL_FILE, path / HEADS_FILE
@@ -183,14 +204,17 @@ class ModelFolder:
             raise ModelError(f"{path}: label sets differ from this lotlens's")
         with np.load(heads_path) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        return cls(
-            meta, LinearHead.from_arrays("type", TYPES, arrays), LinearHead.from_arrays("color", COLORS, arrays), path
-        )
+        temperature = float(meta.get("decision", {}).get("color_temperature", 1.0))
+        color_head = replace(LinearHead.from_arrays("color", COLORS, arrays), temperature=temperature)
+        return cls(meta, LinearHead.from_arrays("type", TYPES, arrays), color_head, path)
 
     def write(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = self.type_head.to_arrays("type") | self.color_head.to_arrays("color")
         np.savez(path / HEADS_FILE, **arrays)
+        # The color head's temperature lives in model.json, beside the other decision settings.
+        decision = {**self.meta.get("decision", {}), "color_temperature": self.color_head.temperature}
+        self.meta = {**self.meta, "decision": decision}
         (path / MODEL_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
         self.path = path
 
@@ -239,7 +263,9 @@ class Pipeline:
         color_probs = {}
         if todo:
             probs = self.folder.color_head.predict_proba(
-                self.featurizer.color_features([crop_to(images[i], located[i]) for i in todo])
+                self.featurizer.color_features(
+                    [crop_to(images[i], located[i]) for i in todo], self.folder.color_regions
+                )
             )
             color_probs = dict(zip(todo, probs, strict=True))
         out = []

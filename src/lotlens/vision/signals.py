@@ -162,3 +162,126 @@ def color_signals(crop: RGBArray) -> NDArray[np.float32]:
     a6, b6 = np.clip(((a + 0.5) * 6).astype(int), 0, 5), np.clip(((b + 0.5) * 6).astype(int), 0, 5)
     lab3 = np.bincount((li * 36 + a6 * 6 + b6).ravel(), weights=weights.ravel(), minlength=144)
     return np.concatenate([hue_hist, ab_hist, l_hist, shares, mean_lab, hsv3, lab3]).astype(np.float32)
+
+
+# Fixed regions of the vehicle crop (rows, then columns, as fractions): the lower-middle band of
+# the body and the central area. Their color statistics see the paint where a whole-crop histogram
+# also sees road, sky and windows.
+REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "band": (0.35, 0.80, 0.10, 0.90),
+    "center": (0.25, 0.75, 0.20, 0.80),
+}
+_PCTS = (10, 25, 50, 75, 90)
+REGION_HUE_BINS, REGION_L_BINS, REGION_AB_BINS = 12, 8, 5
+REGION_SIGNALS = 6 + 5 + 4 * len(_PCTS) + REGION_HUE_BINS + REGION_L_BINS + REGION_AB_BINS**2 + 3 + 6
+MIN_REGION_PIXELS = 12
+
+
+def studio_field(small: RGBArray) -> NDArray[np.bool_]:
+    """Near-white pixels of a crop whose top or bottom row is mostly white (a studio field), else none."""
+    white = small.min(axis=2) >= WHITE
+    if white[0].mean() > 0.5 or white[-1].mean() > 0.5:
+        return white
+    return np.zeros(white.shape, dtype=bool)
+
+
+def _percentiles(sorted_rows: NDArray[np.float32], pcts: tuple[int, ...]) -> NDArray[np.float32]:
+    """Percentiles of each row of an already sorted array, linear interpolation (numpy's default)."""
+    n = sorted_rows.shape[1]
+    pos = np.asarray(pcts, dtype=np.float64) / 100.0 * (n - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(np.float32)
+    return sorted_rows[:, lo] + (sorted_rows[:, hi] - sorted_rows[:, lo]) * frac
+
+
+def _planes(small: RGBArray) -> NDArray[np.float32]:
+    """Per pixel: L*, a*, b*, hue, saturation, value, chroma (scaled to about [0, 1] or [-1, 1])."""
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    lum, a, b = lab[..., 0] / 255.0, (lab[..., 1] - 128) / 128.0, (lab[..., 2] - 128) / 128.0
+    hue, sat, val = hsv[..., 0] / 256.0, hsv[..., 1] / 255.0, hsv[..., 2] / 255.0
+    return np.stack([lum, a, b, hue, sat, val, np.hypot(a, b)], axis=-1)
+
+
+def _region_stats(planes: NDArray[np.float32], field: NDArray[np.bool_], region: str) -> NDArray[np.float32]:
+    r0, r1, c0, c1 = REGIONS[region]
+    rows, cols = slice(int(r0 * SIDE), int(r1 * SIDE)), slice(int(c0 * SIDE), int(c1 * SIDE))
+    keep = ~field[rows, cols]
+    part = planes[rows, cols]
+    px = part[keep] if keep.sum() >= MIN_REGION_PIXELS else part.reshape(-1, planes.shape[-1])
+    lum, a, b, hue, sat, val, chroma = px.T
+    mean, spread = px.mean(axis=0), px.std(axis=0)
+    means = [mean[0], mean[1], mean[2], mean[4], mean[5], mean[6]]
+    spreads = [spread[0], spread[1], spread[2], spread[4], spread[5]]
+    ordered = np.sort(np.stack([lum, a, b, chroma]), axis=1)
+    pcts = _percentiles(ordered, _PCTS).ravel()
+    w = sat * val
+    hue_hist = np.bincount(
+        np.minimum((hue * REGION_HUE_BINS).astype(int), REGION_HUE_BINS - 1), weights=w, minlength=REGION_HUE_BINS
+    )
+    hue_hist = hue_hist / max(hue_hist.sum(), 1e-6)
+    l_hist = np.bincount(np.minimum((lum * REGION_L_BINS).astype(int), REGION_L_BINS - 1), minlength=REGION_L_BINS)
+    ai = np.clip(((a + 0.3) / 0.6 * REGION_AB_BINS).astype(int), 0, REGION_AB_BINS - 1)
+    bi = np.clip(((b + 0.3) / 0.6 * REGION_AB_BINS).astype(int), 0, REGION_AB_BINS - 1)
+    ab_hist = np.bincount(ai * REGION_AB_BINS + bi, minlength=REGION_AB_BINS**2)
+    n = float(len(lum))
+    shares = [(chroma < 0.08).mean(), (val < 0.2).mean(), ((val > 0.8) & (sat < 0.15)).mean()]
+    median, top = _percentiles(ordered[:1], (50, 90))[0]
+    dark, bright = lum <= median, lum >= top
+    tails = [lum[dark].mean(), a[dark].mean(), b[dark].mean(), lum[bright].mean(), a[bright].mean(), b[bright].mean()]
+    return np.concatenate([means, spreads, pcts, hue_hist, l_hist / n, ab_hist / n, shares, tails]).astype(np.float32)
+
+
+def region_statistics(crop: RGBArray, regions: tuple[str, ...] | list[str]) -> NDArray[np.float32]:
+    """Lab/HSV statistics of fixed regions of a vehicle crop (`REGIONS`), white studio field dropped.
+
+    Per region: means, spreads and percentiles of L*, a*, b* and chroma; a chroma-weighted hue
+    histogram, an L* histogram and a coarse a*b* histogram; grey/dark/bright shares; and the mean
+    Lab of the darker half and of the brightest tenth of the pixels, so a black car's sky
+    reflections do not pass for grey paint. `REGION_SIGNALS` numbers per region, in `regions` order.
+    """
+    small = crop if crop.shape[:2] == (SIDE, SIDE) else _small(crop)
+    if not regions:
+        return np.zeros(0, dtype=np.float32)
+    planes, field = _planes(small), studio_field(small)
+    return np.concatenate([_region_stats(planes, field, r) for r in regions])
+
+
+def region_signals(crop: RGBArray, region: str) -> NDArray[np.float32]:
+    """The statistics of one region (see `region_statistics`)."""
+    return region_statistics(crop, (region,))
+
+
+STUDIO_SIGNALS = (
+    "white_top",
+    "white_bottom",
+    "white_left",
+    "white_right",
+    "white_field",
+    "light_neutral_border",
+    "object_extent",
+)
+
+
+def studio_signals(image: RGBArray) -> NDArray[np.float32]:
+    """Signals of a studio cut-out on a white or light field, in the order of `STUDIO_SIGNALS`.
+
+    Per side, the near-white share of the frame; the share of the image that is near-white *and*
+    connected to the frame (a field around the vehicle, not a white car); the light, neutral share
+    of the frame (grey studio walls); and the area of the box around what is not near-white.
+    """
+    small = _small(image)
+    lo = small.min(axis=2)
+    white = lo >= WHITE
+    w = 3
+    sides = [white[:w].mean(), white[-w:].mean(), white[:, :w].mean(), white[:, -w:].mean()]
+    n, labels = cv2.connectedComponents(white.astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    field = float(np.isin(labels, edge).mean()) if n > 1 and edge.size else 0.0
+    border = _border(small.astype(np.float32), w)
+    neutral = float(((border.min(axis=1) >= 200) & (np.ptp(border, axis=1) < 14)).mean())
+    rows, cols = np.flatnonzero((~white).any(axis=1)), np.flatnonzero((~white).any(axis=0))
+    extent = (rows.size and cols.size) and (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) / white.size
+    return np.array([*sides, field, neutral, float(extent)], dtype=np.float32)
