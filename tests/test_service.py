@@ -283,3 +283,25 @@ def test_the_service_fetches_the_url_as_given_and_keys_it_normalised(service: Se
     results = classify(service, "adv", f"{server}{target}")
     assert results[0].status == "ok"
     assert target in RAW_TARGETS
+
+
+def test_answers_carry_their_vehicle_color_and_whether_the_color_is_sure(scripted: Service, server: str) -> None:
+    # The scripted model answers every photo by its strongest channel with a score of 0.8.
+    vehicle = [Item(f"{server}/img/veh{i}.jpg?name=blue&salt={i}", vehicle_id="VIN-1") for i in range(3)]
+    other = Item(f"{server}/img/veh-red.jpg?name=car", vehicle_id="VIN-2")
+    results = classify(scripted, "adv", *vehicle, other)
+    own = results[0].color
+    assert own is not None
+    assert [r.color for r in results[:3]] == [own] * 3
+    assert [r.vehicle_color for r in results[:3]] == [own] * 3
+    assert results[0].vehicle_color_confidence is not None
+    assert results[0].vehicle_color_confidence > 0.5
+    assert results[3].vehicle_color == results[3].color  # a vehicle of one photo
+    assert {r.color_confident for r in results} == {True}  # 0.8 >= LOTLENS_LOW_CONFIDENCE (0.5)
+    # A fixed color votes as certain: two fixes to Yellow outvote the third photo.
+    keys = [r.image_key or "" for r in results[:2]]
+    for key in keys:
+        scripted.store.add_fix(key, "color", "Yellow", actor="s", role="staff", scope="advertiser", advertiser="adv")
+    again = classify(scripted, "adv", *vehicle)
+    assert {r.vehicle_color for r in again} == {"Yellow"}
+    assert again[2].color == own  # each image keeps its own answer

@@ -38,6 +38,7 @@ from lotlens.labels import PLACEHOLDER, scraped_color
 from lotlens.store import Answer, Store
 from lotlens.store.images import ImageFolder
 from lotlens.vision import Pipeline
+from lotlens.vision.vehicle import vehicle_color
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ class Result:
     model_version: str | None = None
     near_duplicate_of: str | None = None
     scraped_color: str | None = None  # the color the scrape gave, as given
+    color_confident: bool | None = None  # the color's score reaches LOTLENS_LOW_CONFIDENCE (a fix: True)
+    vehicle_color: str | None = None  # the vote of the vehicle's photos (same advertiser and vehicle id)
+    vehicle_color_confidence: float | None = None
 
     def skip(self, reason: str) -> Result:
         self.status, self.reason = "skipped", reason
@@ -475,6 +479,22 @@ class Batch:
             r.color = known_color
         if r.type == PLACEHOLDER:
             r.color = None
+        if r.color is not None:
+            given = r.color == known_color or "color" in a.manual or r.source == "manual"
+            r.color_confident = given or r.scores["color"].get(r.color, 0.0) >= self.settings.low_confidence
+
+    def _vehicle_colors(self, answered: list[Work]) -> None:
+        """Each answer's vehicle color: the vote of every photo the advertiser shows for that vehicle."""
+        vehicles = {w.item.vehicle_id for w in answered if w.item.vehicle_id}
+        if not vehicles:
+            return
+        keys = self.store.vehicle_images(self.advertiser, vehicles)
+        answers = self.store.answers({k for ks in keys.values() for k in ks}, self.advertiser)
+        votes = {v: vehicle_color([answers[k] for k in ks if k in answers]) for v, ks in keys.items()}
+        for w in answered:
+            vote = votes.get(w.item.vehicle_id or "")
+            if vote is not None and vote.color is not None:
+                w.result.vehicle_color, w.result.vehicle_color_confidence = vote.color, vote.confidence
 
     def _record_inventory(self) -> None:
         """Sightings, skips, answer counts and header-key lessons of the batch (a thread)."""
@@ -491,6 +511,7 @@ class Batch:
         self.store.see_many(
             self.advertiser, [(w.url or "", w.content_key or "", w.item.vehicle_id, w.result.source) for w in answered]
         )
+        self._vehicle_colors(answered)
         skipped = [w for w in self.work if not w.ok]
         self.store.skip_many(
             self.advertiser,

@@ -68,6 +68,13 @@ class ResultOut(BaseModel):
     model_version: str | None
     near_duplicate_of: str | None = None
     scraped_color: str | None = Field(default=None, description="the color the scrape gave, as given")
+    color_confident: bool | None = Field(
+        default=None, description="false when the color's calibrated score is under LOTLENS_LOW_CONFIDENCE"
+    )
+    vehicle_color: ColorName | None = Field(
+        default=None, description="one color per vehicle: the confidence-weighted vote of its photos"
+    )
+    vehicle_color_confidence: float | None = None
 
 
 class ClassifyOut(BaseModel):

@@ -19,6 +19,20 @@ class InventoryQueries(StoreBase):
         """Record that `advertiser` shows `content_key` at `url` (its inventory)."""
         self.see_many(advertiser, [(url, content_key, vehicle_id, None)])
 
+    def vehicle_images(self, advertiser: str, vehicle_ids: Iterable[str]) -> dict[str, list[str]]:
+        """vehicle id -> the content keys the advertiser shows for that vehicle."""
+        ids = sorted(set(vehicle_ids))
+        out: dict[str, list[str]] = {}
+        with self._session() as s:
+            for i in range(0, len(ids), 1000):
+                q = select(Sighting.vehicle_id, Sighting.content_key).where(
+                    Sighting.advertiser == advertiser, Sighting.vehicle_id.in_(ids[i : i + 1000])
+                )
+                for vehicle, key in s.execute(q):
+                    if vehicle:
+                        out.setdefault(vehicle, []).append(key)
+        return out
+
     def see_many(self, advertiser: str, rows: Sequence[tuple[str, str, str | None, str | None]]) -> None:
         """`see` for a whole batch of (url, content key, vehicle id, answer source), in one transaction.
 

@@ -43,6 +43,14 @@ class Answer:
     def source(self) -> str:
         return "manual" if self.manual else "model"
 
+    @property
+    def color_scores(self) -> dict[str, float]:
+        """The color's scores; a fixed color counts as certain (what the vehicle vote reads)."""
+        if "color" in self.manual:
+            return {self.color: 1.0} if self.color else {}
+        scores: dict[str, float] = self.scores.get("color", {}) or {}
+        return scores
+
 
 @dataclass(frozen=True)
 class Listed:
