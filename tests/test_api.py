@@ -98,10 +98,13 @@ def test_classify_fix_and_history(client: TestClient, server: str) -> None:
     mine = client.get(f"/v1/images/{key}", headers=auth("a")).json()
     assert (mine["type"], len(mine["history"])) == (new_type, 1)
     assert client.get(f"/v1/images/{key}", headers=auth("b")).json()["type"] == ok["type"]
-    history = client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json()
+    history = client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json()["fixes"]
     assert [(h["field"], h["new"]) for h in history] == [("type", new_type)]
     assert client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("b")).status_code == 403
-    assert client.get("/v1/fixes", params={"since": "2999-01-01T00:00:00Z"}, headers=auth("staff")).json() == []
+    assert client.get("/v1/fixes", params={"since": "2999-01-01T00:00:00Z"}, headers=auth("staff")).json() == {
+        "fixes": [],
+        "next_cursor": None,
+    }
 
 
 def test_only_staff_make_global_fixes(client: TestClient, server: str) -> None:
@@ -184,7 +187,7 @@ def test_review_endpoints(client: TestClient, server: str) -> None:
         3.0,
     )
     assert client.get("/v1/review", headers=auth("a")).status_code == 403
-    [item] = client.get("/v1/review", headers=auth("staff")).json()
+    [item] = client.get("/v1/review", headers=auth("staff")).json()["items"]
     assert (item["kind"], item["field"]) == ("conflict", "color")
     res = client.post(f"/v1/review/{item['id']}", json={"action": "relabel", "value": "green"}, headers=auth("staff"))
     assert res.status_code == 200
@@ -193,7 +196,7 @@ def test_review_endpoints(client: TestClient, server: str) -> None:
         "Green",
         "ana (staff)",
     )
-    assert client.get("/v1/review", headers=auth("staff")).json() == []
+    assert client.get("/v1/review", headers=auth("staff")).json() == {"items": [], "next_cursor": None}
     assert client.post("/v1/review/999", json={"action": "reject"}, headers=auth("staff")).status_code == 404
     assert client.post(f"/v1/review/{item['id']}", json={"action": "accept"}, headers=auth("staff")).status_code == 422
     assert client.post(f"/v1/review/{item['id']}", json={"action": "burn"}, headers=auth("staff")).status_code == 422

@@ -99,7 +99,7 @@ def test_a_fix_with_one_bad_field_writes_nothing(client: TestClient, server: str
     res = client.post("/v1/fixes", json={"image_key": key, "type": "Dealer", "color": "Beige"}, headers=auth("a"))
     assert res.status_code == 422
     assert res.json()["code"] == "unknown_color"
-    assert client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json() == []
+    assert client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json()["fixes"] == []
 
 
 def test_retries_with_one_idempotency_key_write_one_fix(client: TestClient, server: str) -> None:
@@ -110,11 +110,11 @@ def test_retries_with_one_idempotency_key_write_one_fix(client: TestClient, serv
     assert [a.status_code for a in answers] == [201, 201, 201]
     assert answers[0].json() == answers[2].json()
     assert (answers[0].json()["type"], answers[0].json()["color"]) == ("Stock", "Grey")
-    history = client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json()
+    history = client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json()["fixes"]
     assert len(history) == 2  # type and color, once
     other = client.post("/v1/fixes", json=body | {"type": "Dealer"}, headers=headers)
     assert (other.status_code, other.json()["code"]) == (409, "idempotency_conflict")
-    assert len(client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json()) == 2
+    assert len(client.get("/v1/fixes", params={"advertiser": "a"}, headers=auth("staff")).json()["fixes"]) == 2
     # another key, or another caller with the same key, is another request
     staff_body = body | {"advertiser": "a"}
     assert (

@@ -129,6 +129,8 @@ def test_server_switches_models_without_failing_a_request(
         listing = client.get("/v1/models", headers=hdr).json()
         assert listing["serving"] == "lotlens-b"
         assert listing["aliases"] == {"champion": "lotlens-b"}
+        assert b.version in [m["version"] for m in listing["models"]]
+        assert listing["next_cursor"] is None
         assert client.post("/v1/models/rollback", json={"reason": "test"}, headers=hdr).status_code == 409
     assert all(status == 200 for status, _ in seen), seen
     versions = [v for _, v in seen]

@@ -181,7 +181,7 @@ def test_the_whole_loop(env: Settings, live: str, client: httpx.Client, server: 
     assert versions[0] == served_before
     assert best["version"] in versions
     assert versions[-1] == best["version"]
-    assert [p["action"] for p in client.get("/v1/models").json()["promotions"]] == [
+    assert [p["action"] for p in client.get("/v1/promotions").json()["promotions"]] == [
         "promote",
         "promote",
         "rollback",

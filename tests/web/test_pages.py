@@ -430,7 +430,7 @@ def test_an_advertiser_reads_no_other_advertisers_fixes(site: Site, app_client: 
     assert "fixed for b" in page.text
     rows = list(csv.DictReader(io.StringIO(app_client.get("/fixes.csv").text)))
     assert [(r["comment"], r["advertiser"]) for r in rows] == [("fixed for b", "")]
-    api = app_client.get("/v1/fixes", headers={"Authorization": f"Bearer {KEYS['a'].key}"}).json()
+    api = app_client.get("/v1/fixes", headers={"Authorization": f"Bearer {KEYS['a'].key}"}).json()["fixes"]
     assert [(f["comment"], f["advertiser"]) for f in api] == [("fixed for b", None)]
     sign_in(app_client, "staff")
     assert "secret of b" in app_client.get("/fixes").text

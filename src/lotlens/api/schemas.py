@@ -169,11 +169,24 @@ class PromotionOut(BaseModel):
     created_at: datetime
 
 
+NEXT = "the `cursor` of the next page; null on the last page"
+
+
+class FixPage(BaseModel):
+    fixes: list[FixOut]
+    next_cursor: str | None = Field(description=NEXT)
+
+
 class ModelsOut(BaseModel):
     serving: str
     aliases: dict[str, str]
-    models: list[ModelOut]
+    models: list[ModelOut] = Field(description="one page of the registered models, oldest first")
+    next_cursor: str | None = Field(description=NEXT)
+
+
+class PromotionPage(BaseModel):
     promotions: list[PromotionOut]
+    next_cursor: str | None = Field(description=NEXT)
 
 
 class ReviewItemOut(BaseModel):
@@ -189,6 +202,11 @@ class ReviewItemOut(BaseModel):
     decided_value: str | None
     decided_by: str | None
     decided_at: datetime | None
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewItemOut]
+    next_cursor: str | None = Field(description=NEXT)
 
 
 class HealthOut(BaseModel):

@@ -161,6 +161,8 @@ class FixQueries(CacheQueries):
         field: str | None = None,
         own_only: bool = False,
         shown_by: str | None = None,
+        after: tuple[datetime, int] | None = None,
+        limit: int | None = None,
     ) -> list[FixRecord]:
         """The fix history, oldest first. An advertiser sees its own fixes and the global ones.
 
@@ -168,6 +170,8 @@ class FixQueries(CacheQueries):
             own_only: with `advertiser`, leave out the global fixes (staff filtering by advertiser).
             until: exclusive upper bound on the fix's time.
             shown_by: only fixes of images this advertiser shows (what an advertiser may read).
+            after: keyset paging: only fixes after this (time, id), the sort key of a page's last row.
+            limit: at most this many rows.
         """
         q = select(Fix).order_by(Fix.created_at, Fix.id)
         if advertiser is not None:
@@ -186,6 +190,11 @@ class FixQueries(CacheQueries):
             q = q.where(Fix.field == field)
         if shown_by is not None:
             q = q.where(Fix.content_key.in_(select(Sighting.content_key).where(Sighting.advertiser == shown_by)))
+        if after is not None:
+            t, last = after
+            q = q.where((Fix.created_at > t) | ((Fix.created_at == t) & (Fix.id > last)))
+        if limit is not None:
+            q = q.limit(limit)
         return [fix_record(f) for f in self._all(q)]
 
     def fixed_phashes(self, advertiser: str | None) -> list[tuple[str, int]]:

@@ -92,6 +92,15 @@ class Registry:
         with self._session() as s:
             return [_model(m) for m in s.scalars(select(ModelRow).order_by(ModelRow.created_at))]
 
+    def model_page(self, after: tuple[datetime, str] | None, limit: int) -> list[ModelRecord]:
+        """Up to `limit` models, oldest first (then by version), after the (time, version) `after`."""
+        q = select(ModelRow).order_by(ModelRow.created_at, ModelRow.version).limit(limit)
+        if after is not None:
+            t, last = after
+            q = q.where((ModelRow.created_at > t) | ((ModelRow.created_at == t) & (ModelRow.version > last)))
+        with self._session() as s:
+            return [_model(m) for m in s.scalars(q)]
+
     def alias(self, alias: str) -> str | None:
         """The version an alias points at, or None."""
         with self._session() as s:
@@ -190,5 +199,18 @@ class Registry:
         q = select(Promotion).order_by(Promotion.created_at, Promotion.id)
         if alias:
             q = q.where(Promotion.alias == alias)
+        with self._session() as s:
+            return [_promotion(p) for p in s.scalars(q)]
+
+    def promotion_page(
+        self, alias: str | None, after: tuple[datetime, int] | None, limit: int
+    ) -> list[PromotionRecord]:
+        """Up to `limit` entries of the promotion log in `history`'s order, after the (time, id) `after`."""
+        q = select(Promotion).order_by(Promotion.created_at, Promotion.id).limit(limit)
+        if alias:
+            q = q.where(Promotion.alias == alias)
+        if after is not None:
+            t, last = after
+            q = q.where((Promotion.created_at > t) | ((Promotion.created_at == t) & (Promotion.id > last)))
         with self._session() as s:
             return [_promotion(p) for p in s.scalars(q)]

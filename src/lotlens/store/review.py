@@ -83,15 +83,35 @@ class ReviewQueue:
                     )
                 )
 
-    def items(self, dataset: str | None = None, status: str | None = "pending") -> list[ReviewRecord]:
-        """Conflicts first, then the labels the model doubts most."""
-        q = select(ReviewItem).order_by(
-            case((ReviewItem.kind == "conflict", 0), else_=1), ReviewItem.score.desc(), ReviewItem.id
-        )
+    def items(
+        self,
+        dataset: str | None = None,
+        status: str | None = "pending",
+        *,
+        after: tuple[int, float, int] | None = None,
+        limit: int | None = None,
+    ) -> list[ReviewRecord]:
+        """Conflicts first, then the labels the model doubts most.
+
+        Args:
+            after: keyset paging: only items after this `sort_key` (of a page's last row).
+            limit: at most this many rows.
+        """
+        rank = case((ReviewItem.kind == "conflict", 0), else_=1)
+        q = select(ReviewItem).order_by(rank, ReviewItem.score.desc(), ReviewItem.id)
         if dataset:
             q = q.where(ReviewItem.dataset == dataset)
         if status:
             q = q.where(ReviewItem.status == status)
+        if after is not None:
+            r, score, last = after
+            q = q.where(
+                (rank > r)
+                | ((rank == r) & (ReviewItem.score < score))
+                | ((rank == r) & (ReviewItem.score == score) & (ReviewItem.id > last))
+            )
+        if limit is not None:
+            q = q.limit(limit)
         with self._session() as s:
             return [_record(r) for r in s.scalars(q)]
 
@@ -135,6 +155,11 @@ class ReviewQueue:
             for r in s.scalars(q):
                 out[(r.content_key, r.field)] = _record(r)
         return out
+
+
+def sort_key(r: ReviewRecord) -> tuple[int, float, int]:
+    """Where an item sits in `ReviewQueue.items`' order: (conflict first, score descending, id)."""
+    return (0 if r.kind == "conflict" else 1, r.score, r.id)
 
 
 def _check(field: str, value: str | None) -> str:

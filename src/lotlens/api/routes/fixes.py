@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 
 from lotlens.access import FixRequest
+from lotlens.api import paging
 from lotlens.api.deps import Caller, State
 from lotlens.api.routes.images import image_out
-from lotlens.api.schemas import FixIn, FixOut, ImageOut, Text
+from lotlens.api.schemas import FixIn, FixOut, FixPage, ImageOut, Text
 
 router = APIRouter(tags=["fixes"])
 
@@ -43,13 +44,18 @@ def add_fix(
     return image_out(state, caller, body.image_key, advertiser)
 
 
-@router.get("/v1/fixes", response_model=list[FixOut], operation_id="list_fixes")
+@router.get("/v1/fixes", response_model=FixPage, operation_id="list_fixes")
 def list_fixes(
     state: State,
     caller: Caller,
     advertiser: Annotated[Text | None, Query(max_length=128)] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601")] = None,
-) -> list[FixOut]:
-    """The fix history, oldest first: the input of the next retraining."""
+    cursor: paging.Cursor = None,
+    limit: paging.Limit = paging.DEFAULT_LIMIT,
+) -> FixPage:
+    """The fix history, oldest first, a page at a time: the input of the next retraining."""
+    after = paging.decode(cursor, "fixes", (datetime, int))
     advertiser = state.access.advertiser_view(caller, advertiser)
-    return [FixOut.of(f) for f in state.access.fix_history(caller, advertiser, since=since)]
+    rows = state.access.fix_history(caller, advertiser, since=since, after=after, limit=limit + 1)
+    rows, next_cursor = paging.page(rows, limit, "fixes", lambda f: (f.created_at, f.id))
+    return FixPage(fixes=[FixOut.of(f) for f in rows], next_cursor=next_cursor)
