@@ -131,5 +131,5 @@ def test_serve_logs_through_the_configured_handler(tmp_path: Path) -> None:
     store.engine.dispose()
     messages = [(r["logger"], r["message"]) for r in lines]
     assert ("uvicorn.error", "Application startup complete.") in messages
-    assert ("lotlens.train.registry", f"now serving {bundled}") in messages  # lost before logging was configured
+    assert ("lotlens.champion", f"now serving {bundled}") in messages  # lost before logging was configured
     assert any(logger == "uvicorn.access" and "/healthz" in m for logger, m in messages)

@@ -15,12 +15,13 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from lotlens.api import create_app
+from lotlens.champion import Champion
 from lotlens.cli import app
 from lotlens.config import ApiKey, Settings
 from lotlens.errors import Conflict, ModelError
 from lotlens.store import Store
 from lotlens.store.registry import Registry
-from lotlens.train.registry import Champion, register
+from lotlens.train.registry import register
 from lotlens.vision import Pipeline
 from lotlens.vision.pipeline import ModelFolder, default_model_dir
 

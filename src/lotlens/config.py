@@ -28,7 +28,7 @@ class ApiKey(BaseModel):
 
 
 class Settings(BaseSettings):
-    """lotlens settings. Built once by the CLI (later the API) and passed down."""
+    """lotlens settings. Built once at an edge (the CLI, the server, a worker) and passed down."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=ENV_FILE)
 

@@ -14,10 +14,11 @@ from lotlens.api import problems
 from lotlens.api.deps import AppState, find_key
 from lotlens.api.guard import RequestGuard
 from lotlens.api.routes import classify, fixes, images, jobs, models, ops, review
+from lotlens.champion import Champion
 from lotlens.config import Settings
 from lotlens.jobs import start_runner
 from lotlens.store import Store
-from lotlens.train.registry import Champion, register_default
+from lotlens.train.registry import register_default
 from lotlens.vision import Pipeline
 
 ROUTERS = (classify.router, fixes.router, images.router, models.router, review.router, ops.router, jobs.router)

@@ -13,11 +13,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from lotlens.access import LOCAL_ADMIN, Access, Principal
 from lotlens.api.metrics import Metrics, WatchCollector
 from lotlens.api.problems import ApiError
+from lotlens.champion import Champion
 from lotlens.config import ApiKey, Settings
 from lotlens.service import Service
 from lotlens.store import Store
 from lotlens.store.registry import Registry
-from lotlens.train.registry import Champion
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lotlens.cli import _die, out, progress_bar
+from lotlens.cli.common import _die, out, progress_bar
 from lotlens.config import Settings
 
 jobs_app = typer.Typer(

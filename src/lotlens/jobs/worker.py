@@ -88,7 +88,7 @@ class WorkerState:
     """What one worker process holds: the store, the champion (loaded once), the chunk runner."""
 
     def __init__(self, settings: Settings) -> None:
-        from lotlens.train.registry import Champion
+        from lotlens.champion import Champion
 
         self.settings = settings
         self.store = Store.from_url(settings.resolved_database_url(), migrate=False)

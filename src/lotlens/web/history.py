@@ -35,14 +35,14 @@ class FixQuery:
 
 
 def fix_query(
-    v: Who,
+    viewer: Who,
     advertiser: FixFilter = None,
     since: FixFilter = None,
     until: FixFilter = None,
     actor: FixFilter = None,
     field: FixFilter = None,
 ) -> FixQuery:
-    adv = Access.advertiser_view(v.who, advertiser or None)
+    adv = Access.advertiser_view(viewer.who, advertiser or None)
     if field and field not in ("type", "color"):
         raise HTTPException(422, "field must be type or color")
     d0, d1 = _day(since, "since"), _day(until, "until")
@@ -98,18 +98,18 @@ router = APIRouter()
 @router.get("/fixes", response_class=HTMLResponse)
 async def fixes_page(
     request: Request,
-    st: State,
-    v: Who,
+    state: State,
+    viewer: Who,
     f: Annotated[FixQuery, Depends(fix_query)],
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
-    rows = (await asyncio.to_thread(lambda: st.access.fix_history(v.who, **f.store_args)))[::-1]  # newest first
+    rows = (await asyncio.to_thread(lambda: state.access.fix_history(viewer.who, **f.store_args)))[::-1]  # newest first
     size = 200
     pages = max(1, math.ceil(len(rows) / size))
     page = min(page, pages)
     return render(
         request,
-        v,
+        viewer,
         "fixes.html",
         rows=rows[(page - 1) * size : page * size],
         total=len(rows),
@@ -122,8 +122,8 @@ async def fixes_page(
 
 
 @router.get("/fixes.csv")
-async def fixes_csv(st: State, v: Who, f: Annotated[FixQuery, Depends(fix_query)]) -> Response:
-    rows = await asyncio.to_thread(lambda: st.access.fix_history(v.who, **f.store_args))
+async def fixes_csv(state: State, viewer: Who, f: Annotated[FixQuery, Depends(fix_query)]) -> Response:
+    rows = await asyncio.to_thread(lambda: state.access.fix_history(viewer.who, **f.store_args))
     name = f"lotlens-fixes-{datetime.now(UTC):%Y%m%d-%H%M}.csv"
     return StreamingResponse(
         _csv_rows(rows),

@@ -35,20 +35,20 @@ router = APIRouter()
 async def image_page(
     request: Request,
     image_key: str,
-    st: State,
-    v: Who,
+    state: State,
+    viewer: Who,
     advertiser: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
     def load() -> dict[str, Any]:
-        adv, ans = st.access.answer(v.who, image_key, advertiser)
-        info = st.store.image_info(image_key)
+        adv, ans = state.access.answer(viewer.who, image_key, advertiser)
+        info = state.store.image_info(image_key)
         if info is None:
             raise NotFound(f"unknown image {image_key!r}", "unknown_image")
-        preds = st.store.predictions(image_key)
+        preds = state.store.predictions(image_key)
         box = next((p.box for p in reversed(preds) if p.box), None)
-        seen = st.store.sightings_of(image_key, None if v.staff else v.who.advertiser)
+        seen = state.store.sightings_of(image_key, None if viewer.staff else viewer.who.advertiser)
         urls = {s.url for s in seen}
-        hkeys = [h for h in st.store.header_keys_of(image_key) if v.staff or h.url in urls]
+        hkeys = [h for h in state.store.header_keys_of(image_key) if viewer.staff or h.url in urls]
         return {
             "advertiser": adv,
             "answer": ans,
@@ -57,32 +57,32 @@ async def image_page(
             "box": _box_style(box, info.width, info.height),
             "sightings": seen,
             "header_keys": hkeys,
-            "history": st.access.fix_history(v.who, adv, content_key=image_key)[::-1],
-            "picture": _kept_thumb(st.settings, image_key, 640, adv) or (web_url(seen[0].url) if seen else None),
+            "history": state.access.fix_history(viewer.who, adv, content_key=image_key)[::-1],
+            "picture": _kept_thumb(state.settings, image_key, 640, adv) or (web_url(seen[0].url) if seen else None),
         }
 
     data = await asyncio.to_thread(load)
-    return render(request, v, "image.html", image_key=image_key, **data)
+    return render(request, viewer, "image.html", image_key=image_key, **data)
 
 
 @router.get("/images/{image_key}/thumb")
 async def thumb(
     image_key: str,
-    st: State,
-    v: Who,
+    state: State,
+    viewer: Who,
     side: int = 320,
     advertiser: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
-    await asyncio.to_thread(st.access.image_view, v.who, image_key, advertiser)
+    await asyncio.to_thread(state.access.image_view, viewer.who, image_key, advertiser)
     if side not in THUMB_SIDES:
         raise HTTPException(422, f"side must be one of {THUMB_SIDES}")
-    if not st.settings.keep_images:
+    if not state.settings.keep_images:
         raise HTTPException(404, "image bytes are not kept (keep_images is off)")
-    data = await asyncio.to_thread(ImageFolder(st.settings.data_dir).get, image_key)
+    data = await asyncio.to_thread(ImageFolder(state.settings.data_dir).get, image_key)
     if data is None:
         raise HTTPException(404, "the image's bytes are not kept")
     try:
-        jpeg = await asyncio.to_thread(thumbnail_jpeg, data, side, max_pixels=st.settings.max_pixels)
+        jpeg = await asyncio.to_thread(thumbnail_jpeg, data, side, max_pixels=state.settings.max_pixels)
     except ImageDecodeError as exc:
         raise HTTPException(422, f"the kept image cannot be decoded: {exc.reason}") from exc
     # content-addressed: the bytes behind a key never change

@@ -97,15 +97,15 @@ class ListingCache:
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[tuple[Any, ...], list[Listed], dict[str, Answer]]] = OrderedDict()
 
-    def get(self, st: AppState, advertiser: str) -> tuple[list[Listed], dict[str, Answer]]:
-        version = st.store.inventory_version(advertiser)
+    def get(self, state: AppState, advertiser: str) -> tuple[list[Listed], dict[str, Answer]]:
+        version = state.store.inventory_version(advertiser)
         with self._lock:
             hit = self._items.get(advertiser)
             if hit is not None and hit[0] == version:
                 self._items.move_to_end(advertiser)
                 return hit[1], hit[2]
-        rows = st.store.listing(advertiser)
-        answers = st.store.answers([r.content_key for r in rows if r.content_key], advertiser)
+        rows = state.store.listing(advertiser)
+        answers = state.store.answers([r.content_key for r in rows if r.content_key], advertiser)
         with self._lock:
             self._items[advertiser] = (version, rows, answers)
             self._items.move_to_end(advertiser)
@@ -114,10 +114,10 @@ class ListingCache:
         return rows, answers
 
 
-def inventory(st: AppState, advertiser: str, filters: dict[str, Any], cache: ListingCache) -> Inventory:
+def inventory(state: AppState, advertiser: str, filters: dict[str, Any], cache: ListingCache) -> Inventory:
     """The advertiser's URLs that pass the filters, with their answers (blocking: reads the store)."""
-    rows, answers = cache.get(st, advertiser)
-    low = st.settings.low_confidence
+    rows, answers = cache.get(state, advertiser)
+    low = state.settings.low_confidence
     counts = dict.fromkeys([*TYPES, "skipped", "low"], 0)
     out = []
     for row in rows:
@@ -131,7 +131,7 @@ def inventory(st: AppState, advertiser: str, filters: dict[str, Any], cache: Lis
             counts["skipped"] += 1
         if _matches(row, ans, filters, is_low):
             out.append((row, ans))
-    return Inventory(out, counts, st.settings)
+    return Inventory(out, counts, state.settings)
 
 
 def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], is_low: bool) -> bool:
@@ -192,20 +192,20 @@ router = APIRouter()
 
 
 @router.get("/advertisers", response_class=HTMLResponse)
-async def advertisers(request: Request, st: State, v: Who) -> Response:
-    if not v.staff and v.who.advertiser:
-        return see_other(_inventory_url(v.who.advertiser))
-    Access.require_staff(v.who)
-    rows = await asyncio.to_thread(st.store.advertisers)
-    return render(request, v, "advertisers.html", rows=rows)
+async def advertisers(request: Request, state: State, viewer: Who) -> Response:
+    if not viewer.staff and viewer.who.advertiser:
+        return see_other(_inventory_url(viewer.who.advertiser))
+    Access.require_staff(viewer.who)
+    rows = await asyncio.to_thread(state.store.advertisers)
+    return render(request, viewer, "advertisers.html", rows=rows)
 
 
 @router.get("/advertisers/{advertiser:path}", response_class=HTMLResponse)
 async def advertiser_page(
     request: Request,
     advertiser: str,
-    st: State,
-    v: Who,
+    state: State,
+    viewer: Who,
     type: Annotated[Literal["Dealer", "Stock", "Placeholder", ""], Query()] = "",
     color: Annotated[str, Query(max_length=32)] = "",
     source: Annotated[Literal["model", "cache", "manual", ""], Query()] = "",
@@ -215,24 +215,24 @@ async def advertiser_page(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     updated: Annotated[str, Query(max_length=66)] = "",
 ) -> Response:
-    Access.advertiser_view(v.who, advertiser)
+    Access.advertiser_view(viewer.who, advertiser)
     if color and color != "none" and color not in COLORS:
         raise HTTPException(422, f"color must be one of {', '.join(COLORS)} or none")
     filters = {"type": type, "color": color, "source": source, "low": low, "skipped": skipped, "vehicle": vehicle}
-    inv = await asyncio.to_thread(inventory, st, advertiser, filters, request.app.state.lotlens_listings)
-    size = st.settings.page_size
+    inv = await asyncio.to_thread(inventory, state, advertiser, filters, request.app.state.lotlens_listings)
+    size = state.settings.page_size
     pages = max(1, math.ceil(inv.total / size))
     page = min(page, pages)
     active = {k: ("1" if val is True else val) for k, val in filters.items() if val}
     just = None
     if updated:
-        ans = (await asyncio.to_thread(st.store.answers, [updated], advertiser)).get(updated)
-        history = await asyncio.to_thread(st.access.fix_history, v.who, advertiser, content_key=updated)
+        ans = (await asyncio.to_thread(state.store.answers, [updated], advertiser)).get(updated)
+        history = await asyncio.to_thread(state.access.fix_history, viewer.who, advertiser, content_key=updated)
         if ans is not None:
             just = {"answer": ans, "history": history[-4:][::-1]}
     return render(
         request,
-        v,
+        viewer,
         "advertiser.html",
         advertiser=advertiser,
         inv=inv,
@@ -244,18 +244,18 @@ async def advertiser_page(
         page_query=lambda n: urlencode({**active, "page": n}),
         just=just,
         updated=updated,
-        low=st.settings.low_confidence,
+        low=state.settings.low_confidence,
     )
 
 
 @router.post("/advertisers/{advertiser:path}/fix")
-async def fix(advertiser: str, st: State, v: Who, form: Annotated[FixForm, Form()]) -> Response:
-    check_csrf(v, form.csrf)
+async def fix(advertiser: str, state: State, viewer: Who, form: Annotated[FixForm, Form()]) -> Response:
+    check_csrf(viewer, form.csrf)
     back = f"{_inventory_url(advertiser)}?{_filters_from(form.back)}".rstrip("?")
-    _, current = await asyncio.to_thread(st.access.answer, v.who, form.image_key, advertiser)
+    _, current = await asyncio.to_thread(state.access.answer, viewer.who, form.image_key, advertiser)
     changes = _fix_changes(current, form)
     if not changes:
         return see_other(back, done="unchanged", updated=form.image_key)
     fix = FixRequest(form.image_key, changes, advertiser, form.scope, form.comment or None)
-    await asyncio.to_thread(st.access.record_fix, v.who, fix)
+    await asyncio.to_thread(state.access.record_fix, viewer.who, fix)
     return see_other(back, updated=form.image_key)

@@ -33,10 +33,10 @@ def _last_sweep(data_dir: Path) -> dict[str, Any] | None:
     return sweep
 
 
-def _watch(st: AppState, days: int) -> dict[str, Any]:
+def _watch(state: AppState, days: int) -> dict[str, Any]:
     from lotlens.train.monitor import watch
 
-    w = watch(st.store, days=days)
+    w = watch(state.store, days=days)
     today = datetime.now(UTC).date()
     span = [today - timedelta(days=days - 1 - i) for i in range(days)]
     per_model: dict[str, dict[date, list[int]]] = {}
@@ -53,10 +53,12 @@ def _watch(st: AppState, days: int) -> dict[str, Any]:
         return 1000.0 * fixes / n if n else None
 
     fix_rate = {
-        v: [(d, r) for d, (n, x) in sorted(by_day.items()) if (r := rate(n, x)) is not None]
-        for v, by_day in per_model.items()
+        version: [(d, r) for d, (n, x) in sorted(by_day.items()) if (r := rate(n, x)) is not None]
+        for version, by_day in per_model.items()
     }
-    answers = {v: [(d, float(n)) for d, (n, _x) in sorted(by_day.items())] for v, by_day in per_model.items()}
+    answers = {
+        version: [(d, float(n)) for d, (n, _x) in sorted(by_day.items())] for version, by_day in per_model.items()
+    }
     pairs = []
     for (adv, version), by_day in sorted(per_pair.items()):
         n = sum(a for a, _ in by_day.values())
@@ -89,27 +91,29 @@ router = APIRouter()
 
 
 @router.get("/models", response_class=HTMLResponse)
-async def models_page(request: Request, st: State, v: Who, days: Annotated[int, Query(ge=2, le=90)] = 14) -> Response:
-    Access.require_staff(v.who)
+async def models_page(
+    request: Request, state: State, viewer: Who, days: Annotated[int, Query(ge=2, le=90)] = 14
+) -> Response:
+    Access.require_staff(viewer.who)
 
     def load() -> dict[str, Any]:
         return {
-            "serving": st.champion().version,
-            "aliases": st.registry.aliases(),
-            "models": st.registry.models()[::-1],
-            "promotions": st.registry.history()[::-1],
-            "sweep": _last_sweep(st.settings.data_dir),
-            "watch": _watch(st, days),
+            "serving": state.champion().version,
+            "aliases": state.registry.aliases(),
+            "models": state.registry.models()[::-1],
+            "promotions": state.registry.history()[::-1],
+            "sweep": _last_sweep(state.settings.data_dir),
+            "watch": _watch(state, days),
             "days": days,
         }
 
-    return render(request, v, "models.html", **(await asyncio.to_thread(load)))
+    return render(request, viewer, "models.html", **(await asyncio.to_thread(load)))
 
 
 @router.get("/models/sweeps/{sweep_id}/{name}")
-async def sweep_file(sweep_id: str, name: Literal["report.html", "metrics.png"], st: State, v: Who) -> Response:
-    Access.require_staff(v.who)
-    root = (st.settings.data_dir / "sweeps").resolve()
+async def sweep_file(sweep_id: str, name: Literal["report.html", "metrics.png"], state: State, viewer: Who) -> Response:
+    Access.require_staff(viewer.who)
+    root = (state.settings.data_dir / "sweeps").resolve()
     path = (root / sweep_id / name).resolve()
     if path.parent.parent != root or not path.is_file():
         raise HTTPException(404, "no such sweep report")
@@ -117,18 +121,20 @@ async def sweep_file(sweep_id: str, name: Literal["report.html", "metrics.png"],
 
 
 @router.post("/models/{version}/promote")
-async def promote(version: str, st: State, v: Who, form: Annotated[PromoteForm, Form()]) -> Response:
-    check_csrf(v, form.csrf)
-    Access.require_admin(v.who, "promotes models")
+async def promote(version: str, state: State, viewer: Who, form: Annotated[PromoteForm, Form()]) -> Response:
+    check_csrf(viewer, form.csrf)
+    Access.require_admin(viewer.who, "promotes models")
     await asyncio.to_thread(
-        st.registry.promote, version, actor=v.who.name, reason=form.reason or None, alias=form.alias
+        state.registry.promote, version, actor=viewer.who.name, reason=form.reason or None, alias=form.alias
     )
     return see_other("/models", done="promoted")
 
 
 @router.post("/models/rollback")
-async def rollback(st: State, v: Who, form: Annotated[PromoteForm, Form()]) -> Response:
-    check_csrf(v, form.csrf)
-    Access.require_admin(v.who, "rolls back models")
-    await asyncio.to_thread(st.registry.rollback, actor=v.who.name, reason=form.reason or None, alias=form.alias)
+async def rollback(state: State, viewer: Who, form: Annotated[PromoteForm, Form()]) -> Response:
+    check_csrf(viewer, form.csrf)
+    Access.require_admin(viewer.who, "rolls back models")
+    await asyncio.to_thread(
+        state.registry.rollback, actor=viewer.who.name, reason=form.reason or None, alias=form.alias
+    )
     return see_other("/models", done="rolled_back")

@@ -67,17 +67,17 @@ def add_pages(app: FastAPI) -> None:
             return await api_http_error(request, exc)
         if request.url.path.endswith(".csv"):
             return await http_exception_handler(request, exc)
-        v = sessions(request).viewer(request.cookies.get(COOKIE))
-        return render(request, v, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
+        viewer = sessions(request).viewer(request.cookies.get(COOKIE))
+        return render(request, viewer, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
 
     @app.exception_handler(LotlensError)
     async def domain_page(request: Request, exc: LotlensError) -> Response:
         if not _is_page(request):
             return await domain_error(request, exc)
         status = next((code for kind, code in PAGE_STATUS.items() if isinstance(exc, kind)), 500)
-        v = sessions(request).viewer(request.cookies.get(COOKIE))
+        viewer = sessions(request).viewer(request.cookies.get(COOKIE))
         return render(
-            request, v, "error.html", status, status=status, detail=str(exc) if status < 500 else "internal error"
+            request, viewer, "error.html", status, status=status, detail=str(exc) if status < 500 else "internal error"
         )
 
     @app.exception_handler(DBAPIError)
@@ -99,9 +99,9 @@ def add_pages(app: FastAPI) -> None:
     async def form_error(request: Request, exc: RequestValidationError) -> Response:
         if not _is_page(request):
             return await validation_error(request, exc)
-        v = sessions(request).viewer(request.cookies.get(COOKIE))
+        viewer = sessions(request).viewer(request.cookies.get(COOKIE))
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
-        return render(request, v, "error.html", 422, status=422, detail=detail)
+        return render(request, viewer, "error.html", 422, status=422, detail=detail)
 
     app.mount("/static", StaticFiles(directory=str(resources.files("lotlens.web") / "static")), name="static")
     for module in (signin, inventory, images, history, review, models):

@@ -30,20 +30,20 @@ router = APIRouter()
 @router.get("/review", response_class=HTMLResponse)
 async def review_page(
     request: Request,
-    st: State,
-    v: Who,
+    state: State,
+    viewer: Who,
     dataset: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["pending", "accepted", "rejected", "relabelled", ""], Query()] = "pending",
     error: Annotated[str, Query(max_length=16)] = "",
 ) -> Response:
-    Access.require_staff(v.who)
-    everything = await asyncio.to_thread(ReviewQueue(st.store).items, dataset or None, status or None)
+    Access.require_staff(viewer.who)
+    everything = await asyncio.to_thread(ReviewQueue(state.store).items, dataset or None, status or None)
     items = everything[:REVIEW_PAGE]  # the most urgent first; deciding them brings up the next
-    datasets = await asyncio.to_thread(ReviewQueue(st.store).datasets)
-    thumbs = {i.content_key: _kept_thumb(st.settings, i.content_key, 160) for i in items}
+    datasets = await asyncio.to_thread(ReviewQueue(state.store).datasets)
+    thumbs = {i.content_key: _kept_thumb(state.settings, i.content_key, 160) for i in items}
     return render(
         request,
-        v,
+        viewer,
         "review.html",
         items=items,
         total=len(everything),
@@ -58,12 +58,14 @@ async def review_page(
 
 
 @router.post("/review/{item_id}")
-async def review_decide(item_id: int, st: State, v: Who, form: Annotated[DecisionForm, Form()]) -> Response:
-    check_csrf(v, form.csrf)
-    Access.require_staff(v.who)
+async def review_decide(item_id: int, state: State, viewer: Who, form: Annotated[DecisionForm, Form()]) -> Response:
+    check_csrf(viewer, form.csrf)
+    Access.require_staff(viewer.who)
     back = "/review?" + urlencode([(k, val) for k, val in parse_qsl(form.back) if k in ("dataset", "status")])
     try:
-        rec = await asyncio.to_thread(ReviewQueue(st.store).decide, item_id, form.action, v.who.name, form.value)
+        rec = await asyncio.to_thread(
+            ReviewQueue(state.store).decide, item_id, form.action, viewer.who.name, form.value
+        )
     except InvalidInput as exc:
         if exc.code == "conflict_labels":
             return see_other(back, error="conflict")

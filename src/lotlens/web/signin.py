@@ -15,11 +15,11 @@ router = APIRouter()
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(v: Who) -> Response:
-    if v.staff:
+async def home(viewer: Who) -> Response:
+    if viewer.staff:
         return see_other("/advertisers")
-    if v.who.advertiser:
-        return see_other(_inventory_url(v.who.advertiser))
+    if viewer.who.advertiser:
+        return see_other(_inventory_url(viewer.who.advertiser))
     return see_other("/fixes")
 
 
@@ -52,8 +52,8 @@ async def signin(
 
 
 @router.post("/signout")
-async def signout(v: Who, csrf: Annotated[str, Form(max_length=200)]) -> Response:
-    check_csrf(v, csrf)
+async def signout(viewer: Who, csrf: Annotated[str, Form(max_length=200)]) -> Response:
+    check_csrf(viewer, csrf)
     page = see_other("/signin")
     page.delete_cookie(COOKIE, path="/")
     return page

@@ -1,0 +1,150 @@
+"""`lotlens fix` and the model registry: `models register|list|show|promote|rollback`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from lotlens.cli.common import _die, _fail, _json_line, _open_store, _pct, _settings, app, out
+from lotlens.errors import (
+    LotlensError,
+)
+
+
+@app.command()
+def fix(
+    image_key: Annotated[str, typer.Argument(help="the image key (c:...) from classify --json or the API")],
+    advertiser: Annotated[str | None, typer.Option(help="whose view the fix changes")] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="the right type")] = None,
+    color: Annotated[str | None, typer.Option(help="the right color ('none' for no color)")] = None,
+    scope: Annotated[str, typer.Option(help="advertiser | global")] = "advertiser",
+    actor: Annotated[str, typer.Option(help="who makes the fix (recorded in the history)")] = "cli",
+    comment: Annotated[str | None, typer.Option(help="why")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per field fixed")] = False,
+) -> None:
+    """Record a manual fix as staff, under the same rules and checks as the API (all fields or none);
+    it is never overwritten by the model and goes into the history."""
+    from lotlens.access import Access, FixRequest, Principal
+
+    if type_ is None and color is None:
+        raise _die("give --type and/or --color")
+    given = (("type", type_), ("color", color))
+    changes = {f: (None if f == "color" and v.lower() == "none" else v) for f, v in given if v}
+    store = _open_store(_settings())
+    try:
+        _, rows = Access(store).record_fix(
+            Principal(actor, "staff"), FixRequest(image_key, changes, advertiser, scope, comment)
+        )
+    finally:
+        store.engine.dispose()
+    for rec in rows:
+        if as_json:
+            _json_line(asdict(rec))
+        else:
+            out.print(f"{rec.field}: {rec.old_value} -> {rec.new_value} ({rec.scope}, by {rec.actor})")
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: register, promote, roll back.")
+app.add_typer(models_app, name="models")
+
+
+def _registry() -> Any:
+    from lotlens.store.registry import Registry
+
+    return Registry(_open_store(_settings()))
+
+
+@models_app.command("register")
+def models_register(
+    model_dir: Annotated[Path, typer.Argument(help="a model folder written by `lotlens train`")],
+    actor: Annotated[str, typer.Option(help="who registers it")] = "cli",
+    dataset: Annotated[str | None, typer.Option(help="the dataset version it was trained on")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
+) -> None:
+    """Copy a model folder into the registry (`<data_dir>/models/<version>`)."""
+    from lotlens.train.registry import register
+
+    settings = _settings()
+    store = _open_store(settings)
+    try:
+        rec = register(store, model_dir, settings, actor, dataset)
+    except LotlensError as exc:
+        _fail(exc)
+    if as_json:
+        _json_line(asdict(rec))
+        return
+    out.print(f"registered {rec.version} at {rec.path}")
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per line")] = False,
+) -> None:
+    """Registered models with their validation metrics and aliases."""
+    reg = _registry()
+    aliases = {v: a for a, v in reg.aliases().items()}
+    if as_json:
+        for m in reg.models():
+            _json_line(asdict(m) | {"alias": aliases.get(m.version)})
+        return
+    table = Table(title="models")
+    table.add_column("version", overflow="fold")
+    for col in ("alias", "type acc", "placeholder recall", "color top-1", "registered"):
+        table.add_column(col)
+    for m in reg.models():
+        t, c = m.metrics.get("type", {}), m.metrics.get("color", {})
+        table.add_row(
+            m.version,
+            aliases.get(m.version, ""),
+            _pct(t.get("accuracy")),
+            _pct(t.get("recall", {}).get("Placeholder")),
+            _pct(c.get("accuracy")),
+            f"{m.created_at:%Y-%m-%d %H:%M} by {m.registered_by}",
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def models_show(version: Annotated[str, typer.Argument(help="a registered version")]) -> None:
+    """One model's record and the promotions that involved it, as one line of JSON."""
+    reg = _registry()
+    rec = reg.get(version)
+    if rec is None:
+        raise _die(f"unknown model {version}")
+    history = [asdict(p) for p in reg.history() if version in (p.to_version, p.from_version)]
+    _json_line({"model": asdict(rec), "promotions": history})
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="a registered version")],
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    actor: Annotated[str, typer.Option(help="who promotes (recorded)")] = "cli",
+    alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
+) -> None:
+    """Point an alias at a model; running servers switch within LOTLENS_MODEL_POLL_SECONDS."""
+    rec = _registry().promote(version, actor=actor, reason=reason, alias=alias)
+    if as_json:
+        _json_line(asdict(rec))
+        return
+    out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    actor: Annotated[str, typer.Option(help="who rolls back (recorded)")] = "cli",
+    alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
+) -> None:
+    """Point an alias back at the model it had before its latest change."""
+    rec = _registry().rollback(actor=actor, reason=reason, alias=alias)
+    if as_json:
+        _json_line(asdict(rec))
+        return
+    out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version} (rollback)")
