@@ -120,10 +120,15 @@ def test_advertiser_forced_to_content_keys(tmp_path: Path, pipeline: Pipeline, s
     assert HITS.get("HEAD /img/k.jpg", 0) == before
 
 
-def test_known_color_is_returned_not_predicted(scripted: Service, server: str) -> None:
-    r = classify(scripted, "adv", Item(f"{server}/img/kc.jpg?name=yellow", vehicle_id="v1", color="purple"))[0]
-    assert (r.type, r.color) == ("Dealer", "Purple")
-    assert r.scores["color"] == {}  # the color model did not run
+def test_known_color_is_answered_and_the_same_bytes_without_one_get_the_model_s(scripted: Service, server: str) -> None:
+    url = f"{server}/img/kc.jpg?name=yellow"
+    known, unknown = classify(scripted, "adv", Item(url, vehicle_id="v1", color="purple"), Item(url + "&x=1"))
+    assert (known.type, known.color, known.color_confident) == ("Dealer", "Purple", True)
+    assert unknown.image_key == known.image_key  # the same bytes: one inference
+    assert unknown.color in COLORS
+    assert unknown.color != "Purple"  # the scrape's color is that request's, not the image's
+    later = classify(scripted, "adv", Item(url + "&x=2"))[0]  # from the cache, without a scraped color
+    assert later.color == unknown.color
 
 
 def test_every_failure_mode_skips_with_its_reason_and_never_fails_the_batch(service: Service, server: str) -> None:

@@ -402,9 +402,9 @@ class Batch:
             return
         t0 = time.perf_counter()
         try:
-            preds = await self.service.batcher.classify(
-                self.pipeline, [im for _, im in ready], [w.item.known_color is None for w, _ in ready]
-            )
+            # Color is predicted even where the scrape gives one: the stored answer serves every
+            # later request for the same bytes, and those may come without a color.
+            preds = await self.service.batcher.classify(self.pipeline, [im for _, im in ready], [True] * len(ready))
         except Exception as exc:  # noqa: BLE001 -- a model failure skips these images, never the batch
             log.exception("model error on %d images", len(ready))
             for w, _ in ready:
