@@ -32,19 +32,7 @@ class CacheQueries(StoreBase):
         size_bytes: int | None = None,
     ) -> None:
         """Record an image's content once (later calls with the same key change nothing)."""
-        with self._session.begin() as s:
-            s.execute(
-                self._insert(Image)
-                .values(
-                    content_key=content_key,
-                    phash=phash,
-                    width=width,
-                    height=height,
-                    size_bytes=size_bytes,
-                    first_seen=now(),
-                )
-                .on_conflict_do_nothing(index_elements=["content_key"])
-            )
+        self.put_classified([(content_key, phash, width, height, size_bytes)], [])
 
     def put_classified(
         self,
@@ -158,16 +146,6 @@ class CacheQueries(StoreBase):
             row.content_key, row.last_seen, row.url = content_key, now(), url
             return before if before != content_key else None
 
-    def other_header_key(self, url: str, header_key: str, content_key: str) -> bool:
-        """True when `url` served the same bytes under another header key (its headers changed)."""
-        with self._session() as s:
-            row = s.scalars(
-                select(HeaderKey.header_key)
-                .where(HeaderKey.url == url, HeaderKey.content_key == content_key, HeaderKey.header_key != header_key)
-                .limit(1)
-            ).first()
-            return row is not None
-
     def lookup_header_keys(self, keys: Iterable[str]) -> dict[str, str]:
         """header key -> content key, for the keys known."""
         keys = list(set(keys))
@@ -218,22 +196,7 @@ class CacheQueries(StoreBase):
         box: Sequence[int] | None = None,
     ) -> None:
         """Store a model's answer (one per image and model version; a repeat replaces nothing)."""
-        if type_ not in TYPES or (color is not None and color not in COLORS):
-            raise ValueError(f"bad prediction {type_!r}/{color!r}")
-        with self._session.begin() as s:
-            s.execute(
-                self._insert(Prediction)
-                .values(
-                    content_key=content_key,
-                    model_version=model_version,
-                    type=type_,
-                    color=None if type_ == PLACEHOLDER else color,
-                    scores=scores,
-                    box=list(box) if box else None,
-                    created_at=now(),
-                )
-                .on_conflict_do_nothing(index_elements=["content_key", "model_version"])
-            )
+        self.put_classified([], [(content_key, model_version, type_, color, scores, box)])
 
     # -- answers ----------------------------------------------------------------------------------
 
