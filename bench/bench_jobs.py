@@ -12,7 +12,6 @@ loaded its model and answered one chunk) before the clock starts.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import signal
 import socket
@@ -25,7 +24,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -34,38 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_pipeline import load_inputs, report  # noqa: E402
+from bench_service import start_cdn  # noqa: E402
 
 LOTLENS = str(Path(sys.executable).parent / "lotlens")
-
-
-def start_cdn(images: list[bytes]) -> tuple[str, ThreadingHTTPServer]:
-    """`/s<salt>/<i>.jpg`: image i with the salt appended (decoders ignore bytes after the image), so
-    every salt is new content, cold for the cache, while the pictures stay real ones."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_HEAD(self) -> None:
-            self.do_GET(head=True)
-
-        def do_GET(self, head: bool = False) -> None:
-            salt, name = self.path.strip("/").split("/")
-            body = images[int(name.split(".")[0])] + salt.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", f'"{hashlib.sha1(body).hexdigest()}"')
-            self.end_headers()
-            if not head:
-                self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{httpd.server_address[1]}", httpd
 
 
 def free_port() -> int:
@@ -209,7 +178,7 @@ def main() -> int:
     args = ap.parse_args()
 
     data, source = load_inputs(args.images, args.n)
-    base, httpd = start_cdn(data)
+    base, httpd = start_cdn(data, salted=True)
     urls = [f"{base}/s0/{i}.jpg" for i in range(len(data))]
     warm = [f"{base}/w/{i % len(data)}.jpg" for i in range(2 * args.chunk)]
     # New salts: the classify batch is as cold as the job, whatever the image count.

@@ -26,7 +26,11 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_pipeline import load_inputs, report  # noqa: E402
 
 
-def start_cdn(images: list[bytes]) -> tuple[str, ThreadingHTTPServer]:
+def start_cdn(images: list[bytes], salted: bool = False) -> tuple[str, ThreadingHTTPServer]:
+    """`/<dir>/<i>.jpg`: image i with a strong ETag. With `salted`, the folder name is appended to the
+    bytes (decoders ignore what follows the image), so every folder is new content, cold for the
+    cache, while the pictures stay real ones (the jobs benchmark)."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -37,8 +41,8 @@ def start_cdn(images: list[bytes]) -> tuple[str, ThreadingHTTPServer]:
             self.do_GET(head=True)
 
         def do_GET(self, head: bool = False) -> None:
-            n = int(self.path.rsplit("/", 1)[-1].split(".")[0])
-            body = images[n]
+            folder, name = self.path.strip("/").rsplit("/", 1)
+            body = images[int(name.split(".")[0])] + (folder.encode() if salted else b"")
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
             self.send_header("Content-Length", str(len(body)))
