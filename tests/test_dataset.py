@@ -73,7 +73,7 @@ def test_create_filters_holds_conflicts_and_splits_by_advertiser(world: tuple[Se
     assert (conflict.content_key, conflict.field) == (keys["a:car"], "type")
     assert {c["value"] for c in conflict.candidates} == {"Stock", "Dealer"}
     folder = settings.data_dir / "datasets" / report.version
-    assert {p.name for p in folder.iterdir()} == {"manifest.csv", "train.csv", "test.csv", "stats.json", "meta.json"}
+    assert {p.name for p in folder.iterdir()} == {"manifest.csv", "train.csv", "test.csv", "stats.json", "meta.json", "FILES.sha256"}
     stats = json.loads((folder / "stats.json").read_text())
     assert sum(stats["vehicle"].values()) == len(rows)
     assert set(stats) >= {"type", "color", "split", "advertiser", "vehicle", "warnings"}
@@ -118,7 +118,7 @@ def test_review_decision_goes_into_the_next_version(world: tuple[Settings, Store
 
 def test_images_missing_locally_are_fetched_again_and_checked(world: tuple[Settings, Store, dict[str, str]]) -> None:
     settings, store, keys = world
-    path = ImageFolder(settings.data_dir).path(keys["a:blue"])
+    path = settings.data_dir / ImageFolder.relpath(keys["a:blue"])
     path.unlink()
     report = create(settings, store)
     assert keys["a:blue"] in {r.image_key for r in read_rows(settings, report.version)}

@@ -32,10 +32,10 @@ def test_reclassify_with_the_champion(
     results = asyncio.run(Service(settings, store, lambda: pipeline).classify("a", [Item(u) for u in urls]))
     car, blue, yellow = (r.image_key for r in results)
     store.add_fix(car, "type", "Stock", actor="a1", role="advertiser:a", scope="advertiser", advertiser="a")
-    ImageFolder(settings.data_dir).path(yellow).unlink()  # gone locally: fetched again from its URL
+    (settings.data_dir / ImageFolder.relpath(yellow)).unlink()  # gone locally: fetched again from its URL
     b = register(store, variant(tmp_path, "lotlens-rc", 0.45), settings, "ana")
     Registry(store).promote(b.version, actor="ana", reason="test")
-    new = Pipeline.load(Path(b.path))
+    new = Pipeline.load(settings.data_dir / b.path)
 
     report = reclassify(settings, store, new, "a")
     assert (report.images, report.reclassified, report.manual, report.already_done) == (3, 2, 1, 0)

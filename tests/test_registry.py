@@ -43,8 +43,8 @@ def store(settings: Settings) -> Store:
 def test_register_promote_rollback(tmp_path: Path, settings: Settings, store: Store) -> None:
     a = register(store, default_model_dir(), settings, "ana")
     b = register(store, variant(tmp_path, "lotlens-b", 0.4), settings, "ana", dataset="ds-2")
-    assert Path(a.path).is_dir()
-    assert Path(a.path).parent == settings.data_dir.resolve() / "models"
+    assert a.path == f"models/{a.version}"  # relative to the storage root (here the data folder)
+    assert (settings.data_dir / a.path / "FILES.sha256").is_file()
     assert a.metrics["type"]["accuracy"] > 0.9  # the validation metrics travel with the model
     assert register(store, default_model_dir(), settings, "ana").version == a.version  # idempotent
     reg = Registry(store)
@@ -88,7 +88,7 @@ def test_champion_follows_the_alias_and_survives_a_broken_model(
     assert not champ.refresh()
     # A registered model whose files are gone: logged, and the current model keeps serving.
     c = register(store, variant(tmp_path, "lotlens-c", 0.3), settings, "ana")
-    (Path(c.path) / "heads.npz").unlink()
+    (settings.data_dir / c.path / "heads.npz").unlink()
     Registry(store).promote(c.version, actor="x", reason=None)
     assert not champ.refresh()
     assert champ().version == "lotlens-b"

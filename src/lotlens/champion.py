@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from lotlens.config import Settings
-from lotlens.errors import ModelError
+from lotlens.errors import ModelError, StorageError
+from lotlens.storage import Storage
 from lotlens.store import Store
 from lotlens.store.registry import Registry
 from lotlens.vision import Pipeline
@@ -26,6 +26,7 @@ class Champion:
     def __init__(self, settings: Settings, store: Store, pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self.registry = Registry(store)
+        self.storage = Storage.from_settings(settings)
         self._lock = threading.Lock()
         self._pipeline = pipeline
         self._version: str | None = None
@@ -56,8 +57,10 @@ class Champion:
             record = self.registry.get(version)
             try:
                 assert record is not None
-                new = Pipeline.load(Path(record.path), self.settings.threads, self.settings.batch_size)
-            except (ModelError, OSError, AssertionError) as exc:
+                # A remote root's folder is copied into the local cache first: onnxruntime reads files.
+                folder = self.storage.local_folder(record.path)
+                new = Pipeline.load(folder, self.settings.threads, self.settings.batch_size)
+            except (ModelError, StorageError, OSError, AssertionError) as exc:
                 log.error(
                     "champion %s failed to load (%s); still serving %s",
                     version,

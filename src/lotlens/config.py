@@ -33,6 +33,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=ENV_FILE)
 
     data_dir: Path = Field(default=Path("lotlens-data"), description="local data folder")
+    storage_url: str | None = Field(
+        default=None,
+        description="where kept images, datasets and models live: a folder, file://, or s3://bucket/prefix; "
+        "None = data_dir",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="s3:// storage: an S3-compatible endpoint (MinIO, Ceph); None = AWS"
+    )
+    s3_region: str | None = Field(default=None, description="s3:// storage: the region; None = AWS's own lookup")
+    s3_access_key_id: str | None = Field(
+        default=None, description="s3:// storage: the key id; None = the AWS chain (AWS_* variables, profile, role)"
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="s3:// storage: the secret key")
+    cache_dir: Path | None = Field(
+        default=None, description="local copies of stored models and datasets; None = data_dir/cache"
+    )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; None = SQLite under data_dir")
     model_dir: Path | None = Field(default=None, description="model folder; None = the bundled model")
     max_pixels: int = Field(default=50_000_000, gt=0, description="decoded pixel limit (bombs)")
@@ -105,6 +121,24 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme in ("", "file"):
+            return value
+        if parts.scheme != "s3":
+            raise ValueError("must be a folder, file:///PATH or s3://BUCKET[/PREFIX]")
+        if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+            # Never echo the value: a URL with credentials in it would land in the error line.
+            raise ValueError("must be s3://BUCKET[/PREFIX] (credentials go in LOTLENS_S3_* or AWS_* variables)")
+        return value
+
     broker_url: str | None = Field(
         default=None, description="Celery broker (amqp:// or redis://); None = jobs run in serve's own pool"
     )
@@ -130,6 +164,20 @@ class Settings(BaseSettings):
         """The configured database, or the embedded SQLite file under `data_dir`."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'lotlens.db').resolve()}"
 
+    def resolved_storage_url(self) -> str:
+        """The storage root: `storage_url`, or the data folder (absolute) when none is set."""
+        if self.storage_url is None:
+            return str(self.data_dir.resolve())
+        if self.storage_url.startswith("file://"):
+            return str(Path(self.storage_url.removeprefix("file://")).resolve())
+        if "://" not in self.storage_url:
+            return str(Path(self.storage_url).resolve())
+        return self.storage_url.rstrip("/")
+
+    def resolved_cache_dir(self) -> Path:
+        """Where models and datasets from the storage root are copied before they are read."""
+        return (self.cache_dir or self.data_dir / "cache").resolve()
+
     def database_for_display(self) -> str:
         """The database URL with its password masked: safe for logs and error messages."""
         from sqlalchemy.engine import make_url
@@ -142,12 +190,14 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(mode="json").items():
             if name == "api_keys":
                 value = [{"name": k["name"], "role": k["role"], "key": MASK} for k in value]
-            elif name == "session_secret" and value is not None:
+            elif name in ("session_secret", "s3_secret_access_key") and value is not None:
                 value = MASK
             elif name == "database_url" and value is not None:
                 value = self.database_for_display()
-            elif name in ("data_dir", "model_dir") and value is not None:
+            elif name in ("data_dir", "model_dir", "cache_dir") and value is not None:
                 value = str(Path(value).resolve())
+            elif name == "storage_url":
+                value = self.resolved_storage_url()
             shown[ENV_PREFIX + name.upper()] = value
         return shown
 

@@ -10,6 +10,7 @@
      +-- InvalidInput       a value the domain refuses (an unknown label, a fix without a field)
      +-- PermissionDenied   the caller may not see or change this
      +-- ConfigError        a `LOTLENS_*` setting that is malformed, out of range or unusable
+     +-- StorageError       the storage root (a folder or S3) refused a read or a write
 
 Only the edges (CLI, API, pages) turn these into exit codes or HTTP statuses, each in one table.
 """
@@ -95,3 +96,9 @@ class ConfigError(LotlensError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{variable}: {rule}" for variable, rule in problems))
+
+
+class StorageError(LotlensError):
+    """The storage root (`LOTLENS_STORAGE_URL`) could not be read or written: a missing bucket,
+    refused credentials, an unreachable endpoint, a full disk. The message names the setting and the
+    path, never a credential."""

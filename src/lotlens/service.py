@@ -30,11 +30,12 @@ from urllib.parse import urlsplit
 
 from lotlens.batching import Batcher
 from lotlens.config import Settings
-from lotlens.errors import FetchError, ImageDecodeError
+from lotlens.errors import FetchError, ImageDecodeError, StorageError
 from lotlens.fetch import Fetched, Fetcher
 from lotlens.imaging import MemoryBudget, RGBArray, decode
 from lotlens.keys import content_key, hamming, header_key, normalise_url, perceptual_hash
 from lotlens.labels import PLACEHOLDER, scraped_color
+from lotlens.storage import Storage
 from lotlens.store import Answer, Store
 from lotlens.store.images import ImageFolder
 from lotlens.vision import Pipeline
@@ -173,7 +174,7 @@ class Service:
         self.store = store
         self._pipeline = pipeline
         self._fetcher = fetcher or (lambda: Fetcher(settings))
-        self.images = ImageFolder(settings.data_dir) if settings.keep_images else None
+        self.images = ImageFolder(Storage.from_settings(settings)) if settings.keep_images else None
         self.decode_budget = MemoryBudget(settings.decode_memory)
         # Inference batched across concurrent batches of this process, one model call at a time.
         self.batcher = Batcher(max_batch=2 * settings.batch_size, max_wait=GROUP_WAIT)
@@ -417,14 +418,18 @@ class Batch:
 
     def _store_new(self, rows: list[tuple[Work, RGBArray, Any]]) -> None:
         """Images, predictions and kept bytes of a classified group, in one transaction (a thread)."""
-        images, predictions, phashes = [], [], {}
+        images, predictions, phashes, kept = [], [], {}, {}
         for w, image, p in rows:
             key, data = w.content_key or "", w.fetched.data if w.fetched else b""
             phashes[key] = ph = perceptual_hash(image)
             images.append((key, ph, image.shape[1], image.shape[0], len(data)))
             predictions.append((key, p.model_version, p.type, p.color, p.stored_scores(), p.box))
-            if self.service.images is not None:
-                self.service.images.put(key, data)
+            kept[key] = data
+        if self.service.images is not None:
+            try:
+                self.service.images.put_many(kept)
+            except StorageError as exc:  # kept bytes serve datasets, which can fetch them again
+                log.warning("kept images not written (%s); the answers are stored", exc)
         self.store.put_classified(images, predictions)
         self.fresh |= set(phashes)
         self.stats.classified += len(rows)

@@ -227,7 +227,7 @@ def test_thumbnails_are_small_jpegs_of_the_kept_bytes(site: Site, app_client: Te
     (site.settings.data_dir / "images").mkdir(exist_ok=True)
     from lotlens.store.images import ImageFolder
 
-    ImageFolder(site.settings.data_dir).path(key).write_bytes(b"\xff\xd8 not really a jpeg")
+    (site.settings.data_dir / ImageFolder.relpath(key)).write_bytes(b"\xff\xd8 not really a jpeg")
     assert app_client.get(f"/images/{key}/thumb?side=320").status_code == 422
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lotlens.errors import Conflict, InvalidInput, LotlensError, NotFound, PermissionDenied
+from lotlens.errors import Conflict, InvalidInput, LotlensError, NotFound, PermissionDenied, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ DOMAIN = {
     Conflict: (409, "conflict"),
     InvalidInput: (422, "invalid_request"),
     PermissionDenied: (403, "forbidden"),
+    StorageError: (503, "storage_unavailable"),  # the storage root (LOTLENS_STORAGE_URL) did not answer
 }
 
 

@@ -65,7 +65,7 @@ def models_register(
     dataset: Annotated[str | None, typer.Option(help="the dataset version it was trained on")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
 ) -> None:
-    """Copy a model folder into the registry (`<data_dir>/models/<version>`)."""
+    """Copy a model folder into the registry (`models/<version>` in the storage root)."""
     from lotlens.train.registry import register
 
     settings = _settings()
@@ -77,7 +77,7 @@ def models_register(
     if as_json:
         _json_line(asdict(rec))
         return
-    out.print(f"registered {rec.version} at {rec.path}")
+    out.print(f"registered {rec.version} at {rec.path} in {settings.resolved_storage_url()}")
 
 
 @models_app.command("list")

@@ -1,39 +1,43 @@
-"""Image bytes kept for datasets, addressed by content key under `<data_dir>/images/`."""
+"""Image bytes kept for datasets, addressed by content key under `images/` in the storage root."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the store only passes the root through; `lotlens.storage` owns the I/O
+    from lotlens.storage import Storage
 
 
 class ImageFolder:
-    """`images/<2 hex>/<64 hex>` files; a file is written once, atomically, and never changed."""
+    """`images/<2 hex>/<64 hex>` files; a file is written once and never changed."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
 
-    def relpath(self, content_key: str) -> str:
+    @staticmethod
+    def relpath(content_key: str) -> str:
+        """The file's path relative to the storage root (what dataset manifests record)."""
         digest = content_key.removeprefix("c:")
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(f"not a content key: {content_key!r}")
         return f"images/{digest[:2]}/{digest}"
 
-    def path(self, content_key: str) -> Path:
-        return self.root / self.relpath(content_key)
+    def put(self, content_key: str, data: bytes) -> str:
+        rel = self.relpath(content_key)
+        if not self.storage.exists(rel):
+            self.storage.put(rel, data)
+        return rel
 
-    def put(self, content_key: str, data: bytes) -> Path:
-        target = self.path(content_key)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        return target
+    def put_many(self, images: Mapping[str, bytes]) -> None:
+        """Keep several images at once (concurrently on a remote root, where rewriting an existing
+        file with the same bytes costs less than asking first)."""
+        if self.storage.local:
+            images = {k: data for k, data in images.items() if not self.exists(k)}
+        self.storage.put_many({self.relpath(k): data for k, data in images.items()})
 
     def get(self, content_key: str) -> bytes | None:
-        try:
-            return self.path(content_key).read_bytes()
-        except FileNotFoundError:
-            return None
+        return self.storage.get(self.relpath(content_key))
+
+    def exists(self, content_key: str) -> bool:
+        return self.storage.exists(self.relpath(content_key))

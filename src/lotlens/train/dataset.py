@@ -14,7 +14,6 @@ import csv
 import hashlib
 import io
 import json
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from lotlens.fetch import Fetcher
 from lotlens.imaging import decode
 from lotlens.keys import content_key, hamming
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
+from lotlens.storage import Storage
 from lotlens.store import Store
 from lotlens.store.images import ImageFolder
 from lotlens.store.repository import FixRecord
@@ -62,8 +62,15 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
-def datasets_dir(settings: Settings) -> Path:
-    return settings.data_dir / "datasets"
+DATASETS = "datasets"  # versions live at `datasets/<version>/` in the storage root
+FILES = ("manifest.csv", "train.csv", "test.csv", "stats.json", "meta.json")
+
+
+def _get(settings: Settings, version: str, name: str) -> bytes:
+    data = Storage.from_settings(settings).get(f"{DATASETS}/{version}/{name}")
+    if data is None:
+        raise ManifestError(f"no dataset version {version!r} in {settings.resolved_storage_url()}")
+    return data
 
 
 def read_rows(settings: Settings, version: str) -> list[DatasetRow]:
@@ -72,25 +79,39 @@ def read_rows(settings: Settings, version: str) -> list[DatasetRow]:
     Raises:
         ManifestError: no such version.
     """
-    path = datasets_dir(settings) / version / "manifest.csv"
-    if not path.is_file():
-        raise ManifestError(f"no dataset version {version!r} under {datasets_dir(settings)}")
-    with path.open(newline="") as f:
-        return [
-            DatasetRow(r["path"], r["type"] or None, r["color"] or None, r["group"], r["split"], r["image_key"])
-            for r in csv.DictReader(f)
-        ]
+    text = _get(settings, version, "manifest.csv").decode()
+    return [
+        DatasetRow(r["path"], r["type"] or None, r["color"] or None, r["group"], r["split"], r["image_key"])
+        for r in csv.DictReader(io.StringIO(text, newline=""))
+    ]
 
 
 def read_meta(settings: Settings, version: str) -> dict[str, Any]:
-    return dict(json.loads((datasets_dir(settings) / version / "meta.json").read_text()))
+    return dict(json.loads(_get(settings, version, "meta.json")))
 
 
 def latest_version(settings: Settings) -> str | None:
     """The most recently created version, or None."""
-    root = datasets_dir(settings)
-    metas = [(json.loads(p.read_text())["created"], p.parent.name) for p in root.glob("ds-*/meta.json")]
+    storage = Storage.from_settings(settings)
+    metas = []
+    for version in storage.folders(DATASETS):
+        data = storage.get(f"{DATASETS}/{version}/meta.json") if version.startswith("ds-") else None
+        if data is not None:
+            metas.append((json.loads(data)["created"], version))
     return max(metas)[1] if metas else None
+
+
+def local_copy(settings: Settings, version: str) -> tuple[Path, Path]:
+    """A version's folder (`train.csv`, `test.csv`, ...) and the folder its image paths are relative
+    to, on the local disk: the storage root itself when it is a folder, else the cache's mirror of
+    it, filled first with what it lacks (for training and evaluation, which read files).
+
+    Raises:
+        ManifestError: no such version.
+    """
+    rows = read_rows(settings, version)
+    root = Storage.from_settings(settings).mirror([f"{DATASETS}/{version}/{n}" for n in FILES] + [r.path for r in rows])
+    return root / DATASETS / version, root
 
 
 def side_of(group: str, test_size: float) -> str:
@@ -165,23 +186,19 @@ def _stats(rows: list[DatasetRow], vehicles: dict[str, str]) -> tuple[dict[str, 
 def _write(
     settings: Settings, rows: list[DatasetRow], meta: dict[str, Any], vehicles: dict[str, str] | None = None
 ) -> tuple[str, bool, list[str]]:
-    """Write a version folder atomically; an existing version is left as it is."""
+    """Write a version folder (whole or not at all); an existing version is left as it is."""
     rows = sorted(rows, key=lambda r: r.path)
     body = _manifest_bytes(rows)
     version = "ds-" + hashlib.sha256(body).hexdigest()[:12]
-    target = datasets_dir(settings) / version
     stats, warnings = _stats(rows, vehicles or {})
-    if target.exists():
+    files = {
+        "manifest.csv": body,
+        **{f"{split}.csv": _manifest_bytes([r for r in rows if r.split == split]) for split in ("train", "test")},
+        "stats.json": (json.dumps(stats | {"warnings": warnings}, indent=2) + "\n").encode(),
+        "meta.json": (json.dumps(meta | {"version": version}, indent=2, default=str) + "\n").encode(),
+    }
+    if not Storage.from_settings(settings).put_folder(f"{DATASETS}/{version}", files):
         return version, True, warnings
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "manifest.csv").write_bytes(body)
-    for split in ("train", "test"):
-        (tmp / f"{split}.csv").write_bytes(_manifest_bytes([r for r in rows if r.split == split]))
-    (tmp / "stats.json").write_text(json.dumps(stats | {"warnings": warnings}, indent=2) + "\n")
-    (tmp / "meta.json").write_text(json.dumps(meta | {"version": version}, indent=2, default=str) + "\n")
-    tmp.rename(target)
     return version, False, warnings
 
 
@@ -191,7 +208,7 @@ async def _bring(settings: Settings, store: Store, folder: ImageFolder, keys: li
     seen = store.sightings(keys)
     async with Fetcher(settings) as fetcher:
         for k in keys:
-            data = folder.get(k)
+            data = await asyncio.to_thread(folder.get, k)
             if data is None:
                 for _, url in seen.get(k, []):
                     try:
@@ -200,7 +217,7 @@ async def _bring(settings: Settings, store: Store, folder: ImageFolder, keys: li
                         continue
                     if content_key(got) == k:
                         data = got
-                        folder.put(k, got)
+                        await asyncio.to_thread(folder.put, k, got)
                         break
             out[k] = data if data is not None else "unavailable"
     return out
@@ -257,7 +274,7 @@ def create(
             labels.pop((k, fld), None)
 
     new_keys = sorted({k for k, _ in labels})
-    folder = ImageFolder(settings.data_dir)
+    folder = ImageFolder(Storage.from_settings(settings))
     got = asyncio.run(_bring(settings, store, folder, new_keys)) if new_keys else {}
     dropped: dict[str, str] = {}
     new_rows: dict[str, DatasetRow] = {}
@@ -333,7 +350,7 @@ def _first_group(candidates: list[dict[str, Any]]) -> str:
 def import_csv(settings: Settings, manifest: Path, images_root: Path | None = None) -> Report:
     """A hand-made manifest (the `train`/`evaluate` format) as a dataset version of its own."""
     root = images_root or manifest.parent
-    folder = ImageFolder(settings.data_dir)
+    folder = ImageFolder(Storage.from_settings(settings))
     src = read_manifest(manifest)
     with manifest.open(newline="") as f:
         splits = [r.get("split") or "" for r in csv.DictReader(f)]

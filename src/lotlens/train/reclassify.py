@@ -15,6 +15,7 @@ from lotlens.errors import FetchError, ImageDecodeError
 from lotlens.fetch import Fetcher
 from lotlens.imaging import decode
 from lotlens.keys import content_key
+from lotlens.storage import Storage
 from lotlens.store import Store
 from lotlens.store.images import ImageFolder
 from lotlens.vision import Pipeline
@@ -31,7 +32,7 @@ class ReclassifyReport:
 
 
 async def _bytes_of(settings: Settings, store: Store, folder: ImageFolder, key: str, fetcher: Fetcher) -> bytes:
-    data = folder.get(key)
+    data = await asyncio.to_thread(folder.get, key)
     if data is not None:
         return data
     for _, url in store.sightings([key]).get(key, []):
@@ -59,7 +60,7 @@ def reclassify(
     done = store.predicted_by(keys, pipeline.version)
     report.manual, report.already_done = len(manual), len(done - manual)
     todo = [k for k in keys if k not in manual and k not in done]
-    folder = ImageFolder(settings.data_dir)
+    folder = ImageFolder(Storage.from_settings(settings))
 
     async def run() -> None:
         async with Fetcher(settings) as fetcher:

@@ -1,13 +1,14 @@
-"""Registering model folders: a registered model is copied into `<data_dir>/models/<version>/` and
-never changed there. Serving whichever model is `champion` is `lotlens.champion`'s."""
+"""Registering model folders: a registered model is copied into `models/<version>/` in the storage
+root (LOTLENS_STORAGE_URL) and never changed there; the registry records that relative path. Serving
+whichever model is `champion` is `lotlens.champion`'s."""
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from lotlens.config import Settings
+from lotlens.storage import Storage
 from lotlens.store import Store
 from lotlens.store.registry import ModelRecord, Registry
 from lotlens.vision.pipeline import ModelFolder, default_model_dir
@@ -16,23 +17,22 @@ log = logging.getLogger(__name__)
 
 
 def register(store: Store, model_dir: Path, settings: Settings, actor: str, dataset: str | None = None) -> ModelRecord:
-    """Copy a trained model folder into the registry and record it (its version names it).
+    """Copy a trained model folder into the storage root and record it (its version names it).
 
     Raises:
         ModelError: the folder is not a readable model.
+        StorageError: the storage root refused the copy.
     """
     folder = ModelFolder.read(model_dir)
-    target = settings.data_dir.resolve() / "models" / folder.version
-    if not target.exists():
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(model_dir, tmp)
-        tmp.rename(target)  # a folder appears whole or not at all
-    ModelFolder.read(target).backbone_path()  # refuse a model whose backbone is missing
+    folder.backbone_path()  # refuse a model whose backbone is missing
+    storage = Storage.from_settings(settings)
+    rel = f"models/{folder.version}"
+    storage.put_folder(rel, model_dir)
+    ModelFolder.read(storage.local_folder(rel)).backbone_path()  # what was stored is a whole model
     return Registry(store).add(
         folder.version,
         str(folder.meta.get("name", "")),
-        str(target),
+        rel,
         dict(folder.meta.get("metrics", {})),
         actor,
         dataset,

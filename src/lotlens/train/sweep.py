@@ -20,7 +20,7 @@ import yaml
 from lotlens.config import Settings
 from lotlens.errors import ManifestError
 from lotlens.labels import TYPES
-from lotlens.train.dataset import datasets_dir
+from lotlens.train.dataset import local_copy
 
 MIN_CANDIDATES, MAX_CANDIDATES = 4, 8
 DEFAULT_SCORE = {"type_accuracy": 1.0, "placeholder_recall": 2.0, "color_accuracy": 1.0, "worst_group": 0.5}
@@ -143,17 +143,16 @@ def run(
     on_done: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Train and compare the candidates of `configs` on dataset version `dataset`."""
-    folder = datasets_dir(settings) / dataset
-    if not (folder / "train.csv").is_file():
-        raise ManifestError(f"no dataset version {dataset!r} under {datasets_dir(settings)}")
+    folder, images_root = local_copy(settings, dataset)  # a remote root's files, copied to the cache
     candidates, weights = load_configs(configs)
     digest = hashlib.sha256(configs.read_bytes() + dataset.encode()).hexdigest()[:8]
     sweep_id = f"sw-{dataset.removeprefix('ds-')[:8]}-{digest}"
     out = settings.data_dir / "sweeps" / sweep_id
     out.mkdir(parents=True, exist_ok=True)
-    # Dataset paths are under the data folder; an ad-hoc manifest's under `extra_root` or its own folder.
+    # Dataset paths are under the (local copy of the) storage root; an ad-hoc manifest's under
+    # `extra_root` or its own folder.
     tests = [
-        (str(folder / "test.csv"), str(settings.data_dir)),
+        (str(folder / "test.csv"), str(images_root)),
         *((str(t), str(extra_root or t.parent)) for t in extra_tests or []),
     ]
     results: dict[str, dict[str, Any]] = {}
@@ -166,7 +165,7 @@ def run(
                 c.overrides,
                 str(folder / "train.csv"),
                 tests,
-                str(settings.data_dir),
+                str(images_root),
                 str(out / c.name),
             ): c
             for c in candidates

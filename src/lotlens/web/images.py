@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from lotlens.errors import ImageDecodeError, NotFound
 from lotlens.imaging import thumbnail_jpeg
+from lotlens.storage import Storage
 from lotlens.store.images import ImageFolder
 from lotlens.web.common import THUMB_SIDES, State, Who, render, web_url
 from lotlens.web.inventory import _kept_thumb
@@ -78,7 +79,7 @@ async def thumb(
         raise HTTPException(422, f"side must be one of {THUMB_SIDES}")
     if not state.settings.keep_images:
         raise HTTPException(404, "image bytes are not kept (keep_images is off)")
-    data = await asyncio.to_thread(ImageFolder(state.settings.data_dir).get, image_key)
+    data = await asyncio.to_thread(ImageFolder(Storage.from_settings(state.settings)).get, image_key)
     if data is None:
         raise HTTPException(404, "the image's bytes are not kept")
     try:

@@ -18,6 +18,7 @@ from lotlens.access import Access, FixRequest
 from lotlens.api import AppState
 from lotlens.config import Settings
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
+from lotlens.storage import Storage
 from lotlens.store.images import ImageFolder
 from lotlens.store.repository import Answer, Listed
 from lotlens.web.common import FILTERS, State, Who, check_csrf, render, see_other, web_url
@@ -63,7 +64,7 @@ def _source(row: Listed, ans: Answer) -> str:
 
 def _kept_thumb(settings: Settings, key: str, side: int, advertiser: str | None = None) -> str | None:
     """The thumbnail URL when the image's bytes are kept, else None (the page uses the CDN's URL)."""
-    if not settings.keep_images or not ImageFolder(settings.data_dir).path(key).exists():
+    if not settings.keep_images or not ImageFolder(Storage.from_settings(settings)).exists(key):
         return None
     q = f"?side={side}" + (f"&advertiser={quote(advertiser)}" if advertiser else "")
     return f"/images/{quote(key)}/thumb{q}"

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lotlens.api import STORE_RETRY_SECONDS
 from lotlens.api.problems import domain_error, store_error, validation_error
 from lotlens.api.problems import http_error as api_http_error
-from lotlens.errors import Conflict, InvalidInput, LotlensError, NotFound, PermissionDenied
+from lotlens.errors import Conflict, InvalidInput, LotlensError, NotFound, PermissionDenied, StorageError
 from lotlens.web import history, images, inventory, models, review, signin
 from lotlens.web.common import SignInRequired, render, see_other, sessions
 from lotlens.web.session import COOKIE
@@ -37,7 +37,13 @@ SECURITY_HEADERS = {
 
 
 # The pages' own table: domain error -> the status of the error page.
-PAGE_STATUS: dict[type[LotlensError], int] = {NotFound: 404, PermissionDenied: 403, Conflict: 409, InvalidInput: 422}
+PAGE_STATUS: dict[type[LotlensError], int] = {
+    NotFound: 404,
+    PermissionDenied: 403,
+    Conflict: 409,
+    InvalidInput: 422,
+    StorageError: 503,
+}
 
 
 def _is_page(request: Request) -> bool:
