@@ -73,7 +73,14 @@ def test_create_filters_holds_conflicts_and_splits_by_advertiser(world: tuple[Se
     assert (conflict.content_key, conflict.field) == (keys["a:car"], "type")
     assert {c["value"] for c in conflict.candidates} == {"Stock", "Dealer"}
     folder = settings.data_dir / "datasets" / report.version
-    assert {p.name for p in folder.iterdir()} == {"manifest.csv", "train.csv", "test.csv", "stats.json", "meta.json", "FILES.sha256"}
+    assert {p.name for p in folder.iterdir()} == {
+        "manifest.csv",
+        "train.csv",
+        "test.csv",
+        "stats.json",
+        "meta.json",
+        "FILES.sha256",
+    }
     stats = json.loads((folder / "stats.json").read_text())
     assert sum(stats["vehicle"].values()) == len(rows)
     assert set(stats) >= {"type", "color", "split", "advertiser", "vehicle", "warnings"}
