@@ -98,6 +98,7 @@ def _announce(command: str, settings: Settings, model: str | None = None, **more
     uses = {
         "database": settings.database_for_display(),
         "data_dir": str(settings.data_dir.resolve()),
+        "storage": settings.resolved_storage_url(),
         "model": model or "-",
         **{k: str(v) for k, v in more.items()},
     }

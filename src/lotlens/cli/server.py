@@ -143,6 +143,7 @@ def config_show(
     where = {
         "data_dir": str(settings.data_dir.resolve()),
         "database": settings.database_for_display(),
+        "storage": settings.resolved_storage_url(),
         "model_dir": str(model_dir),
         "model_version": model,
     }
