@@ -192,11 +192,12 @@ def test_kept_images_go_to_s3_and_a_storage_outage_never_fails_a_batch(
     assert "kept images not written" in caplog.text
 
 
-def test_a_model_promoted_by_one_process_is_loaded_by_another(s3_endpoint: str, tmp_path: Path) -> None:
+def test_a_model_promoted_by_one_process_is_loaded_by_another(
+    s3_endpoint: str, tmp_path: Path, store_url: str, store: Store
+) -> None:
     bucket = _new_bucket(s3_endpoint)
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    db = store_url  # SQLite, and PostgreSQL as in production
     one = s3_settings(tmp_path, s3_endpoint, bucket, "one", database_url=db)
-    store = Store.from_url(db)
     rec = register(store, variant(tmp_path, "lotlens-s3", 0.4), one, "ana")
     assert rec.path == "models/lotlens-s3"
     Registry(store).promote(rec.version, actor="ana", reason="to the fleet")
