@@ -108,6 +108,8 @@ def page(browser: object, live: str, request: pytest.FixtureRequest) -> Iterator
     pg.set_default_timeout(15_000)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # a style or script the site's own CSP refuses is a page that does not look as written
+    pg.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     yield pg
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)

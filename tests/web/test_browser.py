@@ -65,6 +65,23 @@ def test_advertiser_fixes_a_placeholder_and_sees_the_history(page: Page, site: S
     ]
 
 
+def test_the_crop_box_is_drawn_over_the_picture_at_its_size(page: Page, site: Site) -> None:
+    key = site.keys["car0"]
+    sign_in(page, "a", f"/images/{key}")
+    page.wait_for_function("() => document.querySelector('[data-testid=picture]').naturalWidth > 0")
+    info = site.store.image_info(key)
+    assert info is not None and info.width and info.height
+    x0, y0, x1, y1 = next(p.box for p in site.store.predictions(key) if p.box)
+    picture, drawn = page.get_by_test_id("picture").bounding_box(), page.get_by_test_id("crop-box").bounding_box()
+    assert picture is not None and drawn is not None
+    sx, sy = picture["width"] / info.width, picture["height"] / info.height
+    assert drawn["width"] == pytest.approx((x1 - x0) * sx, abs=2)
+    assert drawn["height"] == pytest.approx((y1 - y0) * sy, abs=2)
+    assert drawn["x"] - picture["x"] == pytest.approx(x0 * sx, abs=2)
+    assert drawn["y"] - picture["y"] == pytest.approx(y0 * sy, abs=2)
+    assert drawn["width"] > 40 and drawn["height"] > 20  # not the 4x4 px dot a CSP-blocked style left
+
+
 def test_an_advertiser_cannot_open_another_advertisers_page(page: Page, site: Site) -> None:
     sign_in(page, "b", "/advertisers/b")
     expect(page.get_by_test_id("count")).to_be_visible()

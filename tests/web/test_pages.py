@@ -207,7 +207,12 @@ def test_image_page_shows_urls_keys_box_predictions(site: Site, app_client: Test
     assert f"{site.cdn}/img/b/shared.jpg" not in page.text  # b's URL of the same image is b's business
     assert site.store.predictions(key)[0].model_version in page.text
     assert 'data-testid="crop-box"' in page.text  # the studio car's crop, drawn on the picture
-    assert re.search(r'class="box" style="left:[\d.]+%;top:[\d.]+%;width:[\d.]+%;height:[\d.]+%"', page.text)
+    box = next(p.box for p in site.store.predictions(key) if p.box)
+    drawn = re.search(r'data-box="(\d+),(\d+),(\d+),(\d+)"', page.text)
+    assert drawn, "the crop box is not drawn"
+    x, y, w, h = map(int, drawn.groups())
+    assert (x, y, x + w, y + h) == tuple(box)
+    assert " style=" not in page.text  # the site's CSP (style-src 'self') would drop it
     assert "/thumb?side=640&amp;advertiser=a" in page.text
     assert app_client.get("/images/c:" + "f" * 64).status_code == 403  # not in a's inventory: no hint it exists
     sign_in(app_client, "staff")

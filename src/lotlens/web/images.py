@@ -17,15 +17,18 @@ from lotlens.web.inventory import _kept_thumb
 # -- the image page -------------------------------------------------------------------------------
 
 
-def _box_style(box: list[int] | None, width: int | None, height: int | None) -> str | None:
-    """The crop box as CSS percentages of the picture (boxes are in the decoded image's pixels)."""
+def crop_box(box: list[int] | None, width: int | None, height: int | None) -> dict[str, int] | None:
+    """The crop box in the decoded image's pixels, clipped to it, for an SVG overlay whose viewBox
+    is the image: the site's CSP (`style-src 'self'`) drops inline `style` attributes, SVG
+    geometry attributes are not styles."""
     if not box or not width or not height:
         return None
-    x0, y0, x1, y1 = box
-    return (
-        f"left:{100 * x0 / width:.2f}%;top:{100 * y0 / height:.2f}%;"
-        f"width:{100 * (x1 - x0) / width:.2f}%;height:{100 * (y1 - y0) / height:.2f}%"
-    )
+    x0, y0, x1, y1 = (max(0, v) for v in box)
+    x0, x1 = min(x0, width), min(x1, width)
+    y0, y1 = min(y0, height), min(y1, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "width": width, "height": height}
 
 
 router = APIRouter()
@@ -54,7 +57,7 @@ async def image_page(
             "answer": ans,
             "info": info,
             "predictions": preds[::-1],
-            "box": _box_style(box, info.width, info.height),
+            "box": crop_box(box, info.width, info.height),
             "sightings": seen,
             "header_keys": hkeys,
             "history": state.access.fix_history(viewer.who, adv, content_key=image_key)[::-1],
