@@ -3,8 +3,10 @@ Debian's Chromium for the browser tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from lotlens.vision.pipeline import default_model_dir
 from lotlens.web import create_app
 
 from httpserver import serve_app
-from seeded import CHROMIUM, CHROMIUM_ARGS, KEYS, SCREENSHOTS, Site, seed
+from seeded import AXE_DIR, AXE_JS, AXE_VERSION, CHROMIUM, CHROMIUM_ARGS, KEYS, SCREENSHOTS, Site, seed
 from synth import variant
 
 
@@ -95,6 +97,35 @@ def browser() -> Iterator[object]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, from npm into build/axe/ on first use (pinned; ignored by git)."""
+    installed = AXE_JS.parent / "package.json"
+    if not (installed.is_file() and json.loads(installed.read_text())["version"] == AXE_VERSION):
+        npm = shutil.which("npm")
+        if npm is None:
+            if os.environ.get("CI"):
+                pytest.fail("npm is missing: the accessibility checks install axe-core with it")
+            pytest.skip("npm not installed (apt-get install npm)")
+        AXE_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(AXE_DIR),
+                f"axe-core@{AXE_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return AXE_JS.read_text()
 
 
 @pytest.fixture

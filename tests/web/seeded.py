@@ -29,6 +29,10 @@ from synth import car, jpeg
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "build" / "screenshots"
+# axe-core, the npm package, installed at test time into build/ (ignored by git), never vendored.
+AXE_VERSION = "4.11.0"
+AXE_DIR = REPO / "build" / "axe"
+AXE_JS = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = os.environ.get("LOTLENS_CHROMIUM", "/usr/bin/chromium")
 # Debian's Chromium as root, on a machine without internet: no sandbox, no GPU, no background calls home.
 CHROMIUM_ARGS = [
@@ -125,3 +129,18 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+def axe_violations(page: Any, axe_source: str) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations (WCAG 2.1 A/AA and best practice) on the page as
+    shown. The script is evaluated through the DevTools protocol, so the site's CSP stays on."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(axe_source)
+    result = page.evaluate(
+        """async () => (await axe.run(document, {
+            runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+            resultTypes: ["violations"],
+        })).violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                   nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}))"""
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]

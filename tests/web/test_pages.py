@@ -375,7 +375,7 @@ def test_every_page_renders_for_staff(app_client: TestClient, path: str) -> None
     sign_in(app_client, "staff")
     res = app_client.get(path)
     assert res.status_code == 200
-    assert "<main>" in res.text
+    assert '<main id="main"' in res.text
     assert "ana (staff)" in res.text
 
 
@@ -490,3 +490,103 @@ def test_a_database_outage_is_a_503_to_retry_on_pages_and_api(
     assert api.json()["code"] == "store_unavailable"
     monkeypatch.undo()
     assert app_client.get("/advertisers/a").status_code == 200
+
+
+def test_a_bulk_fix_is_checked_whole_before_anything_is_written(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    cars = [site.keys[f"car{i}"] for i in range(3)]
+    own = app_client.cookies.get("lotlens_session")
+    # one image of another advertiser among them: refused, and none of the others is fixed
+    b_only = next(k for k in site.store.inventory("b") if not site.store.seen_by("a", k))
+    res = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [*cars, b_only], "color": "Purple"})
+    assert res.status_code == 403
+    bad = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": cars, "color": "Chartreuse"})
+    assert bad.status_code == 422
+    stale = app_client.post("/advertisers/a/bulk", data={"csrf": "x" * 20, "keys": cars, "color": "Purple"})
+    assert stale.status_code == 403
+    assert site.store.fixes() == []
+    assert app_client.cookies.get("lotlens_session") == own
+    ok = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": cars, "color": "Purple"})
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["message"] == "Saved 3 images."
+    assert sorted(body["changed"]) == sorted(cars)
+    assert set(body["cards"]) == set(cars)
+    assert all("Purple" in html and 'data-testid="card"' in html for html in body["cards"].values())
+    assert {k: a.color for k, a in site.store.answers(cars, "a").items()} == dict.fromkeys(cars, "Purple")
+    assert len(body["fix_ids"]) == 3
+
+
+def test_a_bulk_fix_of_everything_matching_a_filter(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    res = app_client.post(
+        "/advertisers/a/bulk", data={"csrf": csrf, "all": "1", "filter": "type=Placeholder", "type": "Stock"}
+    )
+    assert res.json()["message"] == "Saved 3 images."
+    placeholders = [site.keys[f"ph{i}"] for i in range(3)]
+    assert {a.type for a in site.store.answers(placeholders, "a").values()} == {"Stock"}
+    assert "0 images" in app_client.get("/advertisers/a?type=Placeholder").text
+    bad = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "all": "1", "filter": "type=Truck", "type": "Stock"})
+    assert bad.status_code == 422
+
+
+def test_looks_right_records_confirmations_and_undo_compensates(site: Site, app_client: TestClient) -> None:
+    from lotlens.train.dataset import _labels_from_fixes
+
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    key = site.keys["car1"]
+    model = site.store.answers([key], "a")[key]
+    res = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [key], "confirm": "1"})
+    assert res.json()["message"] == "Confirmed 1 image."
+    fixes = site.store.fixes(advertiser="a")
+    assert sorted((f.field, f.old_value, f.new_value, f.confirmation) for f in fixes) == sorted(
+        [("type", model.type, model.type, True), ("color", model.color, model.color, True)]
+    )
+    labels, _ = _labels_from_fixes(fixes)  # a confirmed label for the next dataset
+    assert labels[(key, "color")] == (model.color, "a")
+    again = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [key], "confirm": "1"})
+    assert again.json()["message"].startswith("Nothing changed")  # both fields are people's now
+    # a correction, then its undo: a compensating fix, nothing removed
+    fixed = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [key], "type": "Stock"}).json()
+    undone = app_client.post("/advertisers/a/undo", data={"csrf": csrf, "fix_ids": fixed["fix_ids"]})
+    assert undone.status_code == 200
+    assert site.store.answers([key], "a")[key].type == model.type
+    history = site.store.fixes(advertiser="a")
+    assert [(f.field, f.old_value, f.new_value) for f in history[-2:]] == [
+        ("type", model.type, "Stock"),
+        ("type", "Stock", model.type),
+    ]
+    assert history[-1].comment == f"undo of fix #{fixed['fix_ids'][0]}"
+    # b can neither undo a's fixes nor learn they exist
+    sign_in(app_client, "b")
+    csrf_b = csrf_of(app_client.get("/advertisers/b").text)
+    refused = app_client.post("/advertisers/a/undo", data={"csrf": csrf_b, "fix_ids": fixed["fix_ids"]})
+    assert refused.status_code == 403
+    unknown = app_client.post("/advertisers/b/undo", data={"csrf": csrf_b, "fix_ids": fixed["fix_ids"]})
+    assert unknown.status_code == 404
+    assert len(site.store.fixes()) == len(history)
+
+
+def test_inventory_search_sort_and_readable_cards(site: Site, app_client: TestClient) -> None:
+    site.settings.low_confidence = 0.85
+    sign_in(app_client, "a")
+    found = app_client.get("/advertisers/a?q=car3.jpg")
+    assert "1 image" in found.text
+    assert f'data-key="{site.keys["car3"]}"' in found.text
+    by_file = app_client.get("/advertisers/a?sort=file&per=24").text
+    keys = re.findall(r'data-testid="card" data-key="([^"]*)"', by_file)
+    assert keys[:5] == [site.keys[f"car{i}"] for i in range(5)]
+    unsure = app_client.get("/advertisers/a?sort=unsure&per=24").text
+    first = re.findall(r'data-testid="card" data-key="([^"]*)"', unsure)[:5]
+    assert set(first) == {site.keys[f"car{i}"] for i in range(5)}  # 80% sure of the color beats 90% of a type
+    assert "color 80% sure" in unsure
+    assert 'class="swatch swatch-' in unsure
+    assert "type-placeholder" in unsure
+    assert "first classified" in unsure
+    assert ">cache<" not in unsure
+    assert 'aria-label="type of image ' in unsure
+    assert app_client.get("/advertisers/a?sort=random").status_code == 422
+    assert app_client.get("/advertisers/a?per=7").status_code == 422
