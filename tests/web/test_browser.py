@@ -210,6 +210,37 @@ def test_staff_judge_review_candidates_from_the_keyboard(page: Page, site: Site)
     assert (relabelled.kind, relabelled.decided_value) == ("conflict", "Stock")
 
 
+def test_a_conflict_is_accepted_as_one_side_and_a_decision_undone(page: Page, site: Site) -> None:
+    sign_in(page, "staff", "/review")
+    items = page.get_by_test_id("review-item")
+    conflict = items.first
+    shared = site.store.answers([site.keys["car1"]], None)[site.keys["car1"]]
+    expect(conflict.get_by_label(re.compile("new label"))).to_have_value(shared.type or "")  # the model's guess
+    page.keyboard.press("?")
+    expect(page.get_by_test_id("shortcuts")).to_be_visible()
+    page.get_by_test_id("shortcuts-close").click()
+    expect(page.get_by_test_id("shortcuts")).to_be_hidden()
+    # single-key shortcuts off (WCAG 2.1.4): r rejects nothing, and it stays off after a reload
+    page.get_by_test_id("shortcuts-toggle").uncheck()
+    page.get_by_role("heading", name="Review queue").click()
+    page.keyboard.press("r")
+    page.keyboard.press("?")
+    expect(page.get_by_test_id("shortcuts")).to_be_hidden()
+    page.reload()
+    expect(page.get_by_test_id("shortcuts-toggle")).not_to_be_checked()
+    expect(items).to_have_count(2)
+    # a conflict offers each of its values
+    items.first.get_by_role("button", name=re.compile("accept Stock")).click()
+    expect(page.get_by_role("status")).to_have_text("Accepted.")
+    [accepted] = ReviewQueue(site.store).items(status="accepted")
+    assert (accepted.kind, accepted.decided_value) == ("conflict", "Stock")
+    expect(items).to_have_count(1)
+    page.get_by_test_id("undo").click()
+    expect(page.get_by_role("status")).to_contain_text("Undone")
+    expect(items).to_have_count(2)
+    assert ReviewQueue(site.store).items(status="accepted") == []
+
+
 def test_admin_promotes_a_model(page: Page, site: Site) -> None:
     sign_in(page, "admin", "/models")
     row = page.get_by_test_id("model-row").filter(has_text="lotlens-candidate")

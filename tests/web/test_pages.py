@@ -528,7 +528,9 @@ def test_a_bulk_fix_of_everything_matching_a_filter(site: Site, app_client: Test
     placeholders = [site.keys[f"ph{i}"] for i in range(3)]
     assert {a.type for a in site.store.answers(placeholders, "a").values()} == {"Stock"}
     assert "0 images" in app_client.get("/advertisers/a?type=Placeholder").text
-    bad = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "all": "1", "filter": "type=Truck", "type": "Stock"})
+    bad = app_client.post(
+        "/advertisers/a/bulk", data={"csrf": csrf, "all": "1", "filter": "type=Truck", "type": "Stock"}
+    )
     assert bad.status_code == 422
 
 

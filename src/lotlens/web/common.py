@@ -26,6 +26,7 @@ NOTICES = {
     "accepted": ("ok", "Accepted."),
     "rejected": ("ok", "Rejected: it stays out of the next dataset."),
     "relabelled": ("ok", "Relabelled."),
+    "reopened": ("ok", "Undone: the item is back in the queue."),
     "promoted": ("ok", "Promoted. Servers follow within the poll interval."),
     "rolled_back": ("ok", "Rolled back. Servers follow within the poll interval."),
 }
