@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from urllib.parse import unquote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -592,3 +593,22 @@ def test_inventory_search_sort_and_readable_cards(site: Site, app_client: TestCl
     assert 'aria-label="type of image ' in unsure
     assert app_client.get("/advertisers/a?sort=random").status_code == 422
     assert app_client.get("/advertisers/a?per=7").status_code == 422
+
+
+def test_image_page_has_a_readable_title_and_previous_next(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    listing = list(dict.fromkeys(r.content_key for r in site.store.listing("a") if r.content_key))
+    middle = listing[1]
+    page = app_client.get(f"/images/{middle}?advertiser=a").text
+    vehicle = next(s.vehicle_id for s in site.store.sightings_of(middle, "a"))
+    answer = site.store.answers([middle], "a")[middle]
+    title = re.search(r"<title>(.*?)</title>", page)
+    assert title
+    assert title.group(1).startswith(f"vehicle {vehicle} · {answer.type}")
+    assert middle not in title.group(1)  # not the 64-character hash
+    links = {rel: unquote(k) for k, rel in re.findall(r'href="/images/([^"?]+)\?advertiser=a" rel="(prev|next)"', page)}
+    assert links == {"prev": listing[0], "next": listing[2]}
+    first = app_client.get(f"/images/{listing[0]}?advertiser=a").text
+    assert 'rel="prev"' not in first
+    assert 'rel="icon" href="/static/favicon.svg"' in first
+    assert app_client.get("/static/favicon.svg").status_code == 200

@@ -52,8 +52,19 @@ async def image_page(
         seen = state.store.sightings_of(image_key, None if viewer.staff else viewer.who.advertiser)
         urls = {s.url for s in seen}
         hkeys = [h for h in state.store.header_keys_of(image_key) if viewer.staff or h.url in urls]
+        neighbours: tuple[str | None, str | None] = (None, None)
+        vehicle = next((x.vehicle_id for x in seen if x.vehicle_id and (adv is None or x.advertiser == adv)), None)
+        if adv is not None:
+            rows, _ = request.app.state.lotlens_listings.get(state, adv)
+            order = list(dict.fromkeys(r.content_key for r in rows if r.content_key))
+            if image_key in order:
+                i = order.index(image_key)
+                neighbours = (order[i - 1] if i > 0 else None, order[i + 1] if i + 1 < len(order) else None)
         return {
             "advertiser": adv,
+            "vehicle": vehicle,
+            "previous": neighbours[0],
+            "next": neighbours[1],
             "answer": ans,
             "info": info,
             "predictions": preds[::-1],
