@@ -35,7 +35,9 @@ def test_axe_finds_nothing_serious_on_any_page(page: Page, site: Site, axe_sourc
     key = site.keys["car1"]
     for path in [
         "/advertisers",
+        "/advertisers?sort=low&desc=1",
         "/advertisers/a",
+        "/advertisers/a/vehicles",
         "/advertisers/a?low=1&sort=unsure",
         f"/images/{key}?advertiser=a",
         f"/images/{key}",
@@ -59,7 +61,7 @@ def test_axe_finds_nothing_serious_on_any_page(page: Page, site: Site, axe_sourc
 def test_axe_finds_nothing_serious_for_an_advertiser(page: Page, site: Site, axe_source: str) -> None:
     found: dict[str, Any] = {}
     _sign_in(page, "a")
-    for path in ["/advertisers/a", f"/images/{site.keys['ph0']}", "/fixes", "/review"]:
+    for path in ["/advertisers/a", "/advertisers/a/vehicles", f"/images/{site.keys['ph0']}", "/fixes", "/review"]:
         _check(page, axe_source, path, found)
     assert found == {}, found
 
@@ -101,6 +103,10 @@ def test_a_phone_screen(page: Page, site: Site) -> None:
         _within_screen(page, control)
     page.screenshot(path=str(SCREENSHOTS / "mobile-review.png"), full_page=True)
 
+    page.goto("/advertisers/a/vehicles")
+    _fits(page)
+    page.goto("/advertisers")
+    _fits(page)
     page.goto("/fixes")
     _fits(page)  # wide tables scroll inside themselves
     page.goto("/models")

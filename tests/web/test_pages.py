@@ -612,3 +612,33 @@ def test_image_page_has_a_readable_title_and_previous_next(site: Site, app_clien
     assert 'rel="prev"' not in first
     assert 'rel="icon" href="/static/favicon.svg"' in first
     assert app_client.get("/static/favicon.svg").status_code == 200
+
+
+def test_vehicles_and_the_advertisers_health_table(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    site.store.see("a", "https://cdn.example/extra-ph.jpg", site.keys["ph1"], "veh-car0")  # car0 gets a placeholder too
+    page = app_client.get("/advertisers/a/vehicles").text
+    vehicles = re.findall(r'data-testid="vehicle" data-vehicle="([^"]*)"', page)
+    assert vehicles[:4] == ["veh-ph0", "veh-ph1", "veh-ph2", "veh-x"]  # no real photo (veh-x: a dead link) first
+    assert 'data-testid="no-photo-count">4<' in page
+    assert 'data-testid="placeholder-share">' in page
+    only = app_client.get("/advertisers/a/vehicles?show=no-photo").text
+    assert re.findall(r'data-vehicle="([^"]*)"', only) == ["veh-ph0", "veh-ph1", "veh-ph2", "veh-x"]
+    car0 = page[page.index('data-vehicle="veh-car0"') :]
+    car0 = car0[: car0.index("</ul>")]
+    assert "2 images" in car0
+    assert 'data-testid="vehicle-color"' in car0  # the photo votes, the placeholder does not
+    assert app_client.get("/advertisers/b/vehicles").status_code == 403
+    assert app_client.get("/advertisers").status_code == 200  # an advertiser goes to its own page
+    sign_in(app_client, "staff")
+    table = app_client.get("/advertisers?sort=placeholders&desc=1").text
+    assert re.findall(r'<td><a href="/advertisers/([^"/]+)">', table) == ["a", "b"]
+    assert 'aria-sort="descending"' in table
+    row_a = table[table.index('<a href="/advertisers/a">') :].split("</tr>")[0]
+    answers = site.store.answers(site.store.inventory("a"), "a")
+    answered = [answers[r.content_key] for r in site.store.listing("a") if r.content_key in answers]  # per URL
+    share = sum(a.type == "Placeholder" for a in answered) / len(answered)
+    assert share == 4 / 9
+    assert f"{100 * share:.0f}%" in row_a
+    found = app_client.get("/advertisers?q=B").text
+    assert re.findall(r'<td><a href="/advertisers/([^"/]+)">', found) == ["b"]

@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
@@ -292,16 +292,72 @@ def _fix_changes(current: Answer, form: FixForm) -> dict[str, str | None]:
     return changes
 
 
+@dataclass(frozen=True)
+class Health:
+    """One advertiser's row in staff's table."""
+
+    advertiser: str
+    images: int
+    skipped: int
+    last_seen: datetime | None
+    placeholders: float | None  # shares of the answered images
+    low: float | None
+    fixed: float | None
+
+
+HealthSort = Literal["advertiser", "images", "skipped", "placeholders", "low", "fixed", "last_seen"]
+HEALTH_SORTS = get_args(HealthSort)
+
+
+def health(state: AppState, cache: ListingCache) -> list[Health]:
+    """Every advertiser's figures (blocking: reads each listing, through the listing cache)."""
+    out = []
+    for adv, n, skipped, last in state.store.advertisers():
+        inv = inventory(state, adv, parse_filters(""), cache)
+        answered = [a for _, _, a in inv.matched if a is not None and a.type]
+        total = len(answered)
+
+        def share(k: int, total: int = total) -> float | None:
+            return k / total if total else None
+
+        out.append(
+            Health(
+                adv,
+                n,
+                skipped,
+                last,
+                share(inv.counts[PLACEHOLDER]),
+                share(inv.counts["low"]),
+                share(sum(bool(a.manual) for a in answered)),
+            )
+        )
+    return out
+
+
 router = APIRouter()
 
 
 @router.get("/advertisers", response_class=HTMLResponse)
-async def advertisers(request: Request, state: State, viewer: Who) -> Response:
+async def advertisers(
+    request: Request,
+    state: State,
+    viewer: Who,
+    q: Annotated[str, Query(max_length=128)] = "",
+    sort: Annotated[
+        Literal["advertiser", "images", "skipped", "placeholders", "low", "fixed", "last_seen"], Query()
+    ] = ("advertiser"),
+    desc: bool = False,
+) -> Response:
     if not viewer.staff and viewer.who.advertiser:
         return see_other(_inventory_url(viewer.who.advertiser))
     Access.require_staff(viewer.who)
-    rows = await asyncio.to_thread(state.store.advertisers)
-    return render(request, viewer, "advertisers.html", rows=rows)
+    rows = await asyncio.to_thread(health, state, request.app.state.lotlens_listings)
+    if q:
+        rows = [r for r in rows if q.lower() in r.advertiser.lower()]
+    present = [r for r in rows if getattr(r, sort) is not None]
+    present.sort(key=lambda r: getattr(r, sort), reverse=desc)
+    rows = present + [r for r in rows if getattr(r, sort) is None]
+    return render(request, viewer, "advertisers.html", rows=rows, q=q, sort=sort, desc=desc, sorts=HEALTH_SORTS)
 
 
 @router.get("/advertisers/{advertiser:path}", response_class=HTMLResponse)

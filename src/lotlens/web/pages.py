@@ -1,5 +1,5 @@
 """The review pages on the API's app: security headers, HTML error pages, and one router per page
-module (`signin`, `inventory`, `images`, `history`, `review`, `models`; `common` holds what they share).
+module (`signin`, `inventory`, `vehicles`, `images`, `history`, `review`, `models`; `common` holds what they share).
 
 Every rule about who may see or change what is `lotlens.access`, called with the signed-in viewer;
 every form carries the session's CSRF token and answers with a redirect (POST, then GET), so a
@@ -22,7 +22,7 @@ from lotlens.api import STORE_RETRY_SECONDS
 from lotlens.api.problems import domain_error, store_error, validation_error
 from lotlens.api.problems import http_error as api_http_error
 from lotlens.errors import Conflict, InvalidInput, LotlensError, NotFound, PermissionDenied
-from lotlens.web import history, images, inventory, models, review, signin
+from lotlens.web import history, images, inventory, models, review, signin, vehicles
 from lotlens.web.common import SignInRequired, render, see_other, sessions
 from lotlens.web.session import COOKIE
 
@@ -104,5 +104,13 @@ def add_pages(app: FastAPI) -> None:
         return render(request, viewer, "error.html", 422, status=422, detail=detail)
 
     app.mount("/static", StaticFiles(directory=str(resources.files("lotlens.web") / "static")), name="static")
-    for module in (signin, inventory, images, history, review, models):
+    for module in (
+        signin,
+        vehicles,
+        inventory,
+        images,
+        history,
+        review,
+        models,
+    ):  # vehicles before inventory's catch-all path
         app.include_router(module.router)
