@@ -642,3 +642,46 @@ def test_vehicles_and_the_advertisers_health_table(site: Site, app_client: TestC
     assert f"{100 * share:.0f}%" in row_a
     found = app_client.get("/advertisers?q=B").text
     assert re.findall(r'<td><a href="/advertisers/([^"/]+)">', found) == ["b"]
+
+
+def test_thumbnails_are_cut_once_and_revalidate_by_etag(site: Site, app_client: TestClient) -> None:
+    from lotlens.store.images import ImageFolder
+    from lotlens.web.images import ThumbnailFolder
+
+    sign_in(app_client, "a")
+    key = site.keys["car2"]
+    first = app_client.get(f"/images/{key}/thumb?side=160")
+    assert first.status_code == 200
+    assert "immutable" in first.headers["cache-control"]
+    assert "private" in first.headers["cache-control"]
+    kept = ThumbnailFolder(site.settings.data_dir).path(key, 160)
+    assert kept.read_bytes() == first.content
+    ImageFolder(site.settings.data_dir).path(key).write_bytes(b"not an image any more")
+    again = app_client.get(f"/images/{key}/thumb?side=160")
+    assert again.content == first.content  # served from the kept thumbnail, not cut again
+    etag = first.headers["etag"]
+    same = app_client.get(f"/images/{key}/thumb?side=160", headers={"If-None-Match": etag})
+    assert same.status_code == 304
+    assert same.content == b""
+    other = app_client.get(f"/images/{key}/thumb?side=640", headers={"If-None-Match": etag})
+    assert other.status_code == 422  # another size is another thumbnail: cut now, from the broken bytes
+    # an advertiser may not read another's image through a cached thumbnail either
+    sign_in(app_client, "b")
+    assert app_client.get(f"/images/{key}/thumb?side=160", headers={"If-None-Match": etag}).status_code == 403
+
+
+def test_pages_are_gzipped_with_their_cookies(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    res = app_client.get("/advertisers/a", headers={"Accept-Encoding": "gzip"})
+    assert res.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in res.headers["vary"]
+    assert int(res.headers["content-length"]) < len(res.content) / 3  # decoded by the client
+    assert res.headers["content-security-policy"].startswith("default-src 'self'")
+    plain = app_client.get("/advertisers/a", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.text == res.text
+    form = app_client.get("/signin", headers={"Accept-Encoding": "gzip"})
+    assert form.headers["content-encoding"] == "gzip"
+    assert "lotlens_signin=" in form.headers["set-cookie"]  # the sign-in form's CSRF cookie survives
+    api = app_client.get("/healthz", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in api.headers  # the API's answers are left as they are

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -79,8 +82,46 @@ async def image_page(
     return render(request, viewer, "image.html", image_key=image_key, **data)
 
 
+class ThumbnailFolder:
+    """Thumbnails cut once and kept, by content key and side (`thumbs/<side>/<2 hex>/<64 hex>.jpg`
+    under the data folder): the bytes behind a content key never change, so neither do these."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, content_key: str, side: int) -> Path:
+        rel = ImageFolder(self.root).relpath(content_key).removeprefix("images/")  # checks the key
+        return self.root / "thumbs" / str(side) / f"{rel}.jpg"
+
+    def get_or_cut(self, content_key: str, side: int, max_pixels: int) -> bytes | None:
+        """The kept thumbnail, cut from the kept image on first use; None when the image is not kept.
+
+        Raises:
+            ImageDecodeError: the kept image cannot be decoded.
+        """
+        target = self.path(content_key, side)
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            pass
+        data = ImageFolder(self.root).get(content_key)
+        if data is None:
+            return None
+        jpeg = thumbnail_jpeg(data, side, max_pixels=max_pixels)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(jpeg)
+        os.replace(tmp, target)  # two first requests at once: both write the same bytes
+        return jpeg
+
+
+THUMB_CACHE = "private, max-age=31536000, immutable"  # private: who may see an image is per key
+
+
 @router.get("/images/{image_key}/thumb")
 async def thumb(
+    request: Request,
     image_key: str,
     state: State,
     viewer: Who,
@@ -92,12 +133,16 @@ async def thumb(
         raise HTTPException(422, f"side must be one of {THUMB_SIDES}")
     if not state.settings.keep_images:
         raise HTTPException(404, "image bytes are not kept (keep_images is off)")
-    data = await asyncio.to_thread(ImageFolder(state.settings.data_dir).get, image_key)
-    if data is None:
-        raise HTTPException(404, "the image's bytes are not kept")
+    etag = f'"{image_key.removeprefix("c:")}-{side}"'  # content-addressed: the key is the version
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": THUMB_CACHE})
+    folder = ThumbnailFolder(state.settings.data_dir)
     try:
-        jpeg = await asyncio.to_thread(thumbnail_jpeg, data, side, max_pixels=state.settings.max_pixels)
+        jpeg = await asyncio.to_thread(folder.get_or_cut, image_key, side, state.settings.max_pixels)
     except ImageDecodeError as exc:
         raise HTTPException(422, f"the kept image cannot be decoded: {exc.reason}") from exc
-    # content-addressed: the bytes behind a key never change
-    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=604800, immutable"})
+    except ValueError as exc:
+        raise NotFound(f"unknown image {image_key!r}", "unknown_image") from exc
+    if jpeg is None:
+        raise HTTPException(404, "the image's bytes are not kept")
+    return Response(jpeg, media_type="image/jpeg", headers={"ETag": etag, "Cache-Control": THUMB_CACHE})
