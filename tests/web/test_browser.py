@@ -245,6 +245,9 @@ def test_admin_promotes_a_model(page: Page, site: Site) -> None:
     sign_in(page, "admin", "/models")
     row = page.get_by_test_id("model-row").filter(has_text="lotlens-candidate")
     row.get_by_placeholder("why").fill("better on advertiser a")
+    row.get_by_test_id("promote").click()  # the browser asks for the confirmation first
+    expect(page.get_by_test_id("alias-champion")).not_to_have_text("lotlens-candidate")
+    row.get_by_test_id("promote-confirm").check()
     row.get_by_test_id("promote").click()
     expect(page.get_by_role("status")).to_contain_text("Promoted.")
     expect(page.get_by_test_id("alias-champion")).to_have_text("lotlens-candidate")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from urllib.parse import unquote
 
@@ -310,10 +311,20 @@ def test_models_page_and_only_admin_promotes(site: Site, app_client: TestClient)
     sign_in(app_client, "admin")
     page = app_client.get("/models")
     csrf = csrf_of(page.text)
-    res = app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf, "reason": "better on a"})
+    champion = Registry(site.store).alias("champion")
+    no_reason = app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf, "confirm": "1"})
+    assert no_reason.status_code == 422
+    unconfirmed = app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf, "reason": "better on a"})
+    assert unconfirmed.status_code == 422
+    assert "confirmation" in unconfirmed.text
+    assert Registry(site.store).alias("champion") == champion
+    res = app_client.post(
+        "/models/lotlens-candidate/promote", data={"csrf": csrf, "reason": "better on a", "confirm": "1"}
+    )
     assert "Promoted." in res.text
     assert Registry(site.store).alias("champion") == "lotlens-candidate"
-    assert app_client.post("/models/nope/promote", data={"csrf": csrf}).status_code == 404
+    nope = app_client.post("/models/nope/promote", data={"csrf": csrf, "reason": "x", "confirm": "1"})
+    assert nope.status_code == 404
     res = app_client.post("/models/rollback", data={"csrf": csrf, "reason": "fix rate up"})
     assert "Rolled back." in res.text
     assert Registry(site.store).alias("champion") != "lotlens-candidate"
@@ -332,6 +343,10 @@ def test_sweep_report_is_served_to_staff_only_and_never_outside_its_folder(site:
     page = app_client.get("/models")
     assert "lr-c1" in page.text
     assert "97.0%" in page.text
+    assert 'data-testid="sweep-champion"' in page.text  # the champion sits in the sweep table
+    assert 'data-testid="different-test-sets"' in page.text  # scored on another dataset: no differences
+    assert 'data-testid="delta-' not in page.text
+    assert 'data-testid="recalls"' in page.text
     assert app_client.get("/models/sweeps/sw-1/report.html").text == "<h1>sweep report</h1>"
     assert app_client.get("/models/sweeps/../report.html").status_code in (404, 422)
     assert app_client.get("/models/sweeps/sw-1/comparison.json").status_code == 422
@@ -685,3 +700,23 @@ def test_pages_are_gzipped_with_their_cookies(site: Site, app_client: TestClient
     assert "lotlens_signin=" in form.headers["set-cookie"]  # the sign-in form's CSRF cookie survives
     api = app_client.get("/healthz", headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in api.headers  # the API's answers are left as they are
+
+
+def test_the_sweep_table_compares_with_the_champion_on_the_same_test_set(site: Site, app_client: TestClient) -> None:
+    registry = Registry(site.store)
+    champion = next(m for m in registry.models() if m.version == registry.alias("champion"))
+    t = champion.metrics["type"]
+    folder = site.settings.data_dir / "sweeps" / "sw-2"
+    folder.mkdir(parents=True)
+    row = {
+        "name": "lr-c2", "score": 3.0, "type_accuracy": t["accuracy"] + 0.012, "placeholder_recall": 1.0,
+        "color_accuracy": None, "worst_group": 0.9, "version": "lotlens-candidate",
+    }  # fmt: skip
+    (folder / "comparison.json").write_text(json.dumps({"sweep": "sw-2", "dataset": champion.dataset, "rows": [row]}))
+    sign_in(app_client, "staff")
+    page = app_client.get("/models").text
+    assert 'data-testid="different-test-sets"' not in page
+    assert 'data-testid="delta-type_accuracy">+1.2 pt<' in page
+    # the candidate's registry scores were taken on ds-test: "the same test set" only if the sweep's is too
+    assert ("the same test set)" in page) == (champion.dataset == "ds-test")
+    assert "registry, " in page
