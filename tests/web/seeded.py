@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +89,19 @@ def scripted(image: RGBArray) -> tuple[str, str | None]:
     return type_, by_dominant_channel(image)[1]
 
 
+class ScriptedPipeline(FakePipeline):
+    """`scripted`'s answers, with a crop box around the middle of each photo (where `synth.car`
+    draws the car) instead of the whole picture, so the image page has a box worth drawing."""
+
+    def classify(self, images: Any, with_color: Any = None) -> list[Any]:
+        out = super().classify(images, with_color)
+        for i, (image, pred) in enumerate(zip(images, out, strict=True)):
+            if pred.box is not None:
+                h, w = image.shape[:2]
+                out[i] = replace(pred, box=(w // 8, h // 5, w - w // 8, h - h // 10), box_source="detector")
+        return out
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run in a thread of its own: Playwright's sync API keeps a loop running in this one."""
     with ThreadPoolExecutor(1) as pool:
@@ -99,7 +112,7 @@ def seed(settings: Settings, store: Store, cdn: str) -> dict[str, str]:
     """Advertiser a: five vehicle photos, three placeholders and a dead link; b: one shared image and one
     of its own. Served by the local CDN and classified by the real service, so the store holds what
     production would, with the answers `scripted` gives."""
-    pipeline = FakePipeline(scripted, version="scripted-1")
+    pipeline = ScriptedPipeline(scripted, version="scripted-1")
     for name, data in _generated_images().items():
         IMAGES[f"web-{name}"] = data
     names = {n: f"{cdn}/img/a/{n}.jpg?name=web-{n}" for n in [f"car{i}" for i in range(5)] + ["ph0", "ph1", "ph2"]}

@@ -111,3 +111,19 @@ def test_a_phone_screen(page: Page, site: Site) -> None:
     _fits(page)  # wide tables scroll inside themselves
     page.goto("/models")
     _fits(page)
+
+
+def test_readme_screenshots(page: Page, site: Site) -> None:
+    """The README's two pictures, from the generated site (scripts/docs-screenshots copies them to docs/)."""
+    site.settings.low_confidence = 0.85  # so the cards show their doubts and chips
+    page.set_viewport_size({"width": 1200, "height": 760})
+    _sign_in(page, "a")
+    page.goto("/advertisers/a?sort=unsure&per=24")
+    page.get_by_test_id("pick").nth(0).click()
+    page.get_by_test_id("pick").nth(2).click(modifiers=["Shift"])
+    expect(page.get_by_test_id("bulk-count")).to_have_text("3 selected")
+    page.screenshot(path=str(SCREENSHOTS / "readme-inventory.png"))
+    page.goto(f"/images/{site.keys['car3']}?advertiser=a")
+    page.wait_for_function("() => document.querySelector('[data-testid=picture]').naturalWidth > 0")
+    expect(page.get_by_test_id("crop-box")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "readme-image.png"))
