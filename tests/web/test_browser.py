@@ -118,6 +118,16 @@ def test_a_bulk_fix_by_shift_click_keeps_the_place_and_undoes(page: Page, site: 
     assert len(history) == 10  # append-only: five fixes, five compensating ones
     assert all(f.comment and f.comment.startswith("undo of fix #") for f in history[5:])
 
+    # every image matching a filter, across pages
+    page.goto("/advertisers/a?type=Placeholder&per=24")
+    page.get_by_test_id("select-all-matching").click()
+    expect(page.get_by_test_id("bulk-count")).to_have_text("all 3 matching this filter selected")
+    page.get_by_test_id("bulk-type").select_option("Stock")
+    page.get_by_test_id("bulk-apply").click()
+    expect(page.get_by_test_id("bulk-status")).to_contain_text("Saved 3 images.")
+    placeholders = [site.keys[f"ph{i}"] for i in range(3)]
+    assert {a.type for a in site.store.answers(placeholders, "a").values()} == {"Stock"}
+
 
 def test_an_unsure_first_pass_with_a_chip_and_looks_right(page: Page, site: Site) -> None:
     site.settings.low_confidence = 0.85  # the scripted model is 80% sure of colors, 90% of types

@@ -491,15 +491,17 @@ def _bulk_requests(
 def _cards_html(
     state: AppState, viewer: Viewer, advertiser: str, keys: set[str], cache: ListingCache, back: str
 ) -> dict[str, str]:
-    """The changed cards rendered again, so the page swaps them in place (no reload, no jump)."""
+    """The changed cards rendered again, by their place in the listing (an image shown under two
+    URLs is two cards), so the page swaps them in place: no reload, no jump."""
     rows, answers = cache.get(state, advertiser)
     low = state.settings.low_confidence
-    out: dict[str, str] = {}
-    for i, row in enumerate(rows, 1):
-        if row.content_key in keys and row.content_key not in out:
-            c = _card(row, answers.get(row.content_key), state.settings, i)
-            out[row.content_key] = str(card_macro(c, advertiser, viewer, back, low))
-    return out
+    return {
+        str(i): str(
+            card_macro(_card(row, answers.get(row.content_key), state.settings, i), advertiser, viewer, back, low)
+        )
+        for i, row in enumerate(rows, 1)
+        if row.content_key in keys
+    }
 
 
 @router.post("/advertisers/{advertiser:path}/bulk")

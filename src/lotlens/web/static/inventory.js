@@ -61,22 +61,22 @@
 
   function swap(cards) {
     const focused = document.activeElement && document.activeElement.closest(".card");
-    const focusKey = focused ? focused.dataset.key : null;
+    const focusIndex = focused ? focused.dataset.index : null;
     const focusId = focused ? document.activeElement.dataset.testid : null;
-    for (const [key, html] of Object.entries(cards)) {
-      document.querySelectorAll(`.card[data-key="${CSS.escape(key)}"]`).forEach((old) => {
-        const wasPicked = Boolean(old.querySelector(".pick-box:checked"));
-        const template = document.createElement("template");
-        template.innerHTML = html.trim();
-        const fresh = template.content.firstElementChild;
-        old.replaceWith(fresh);
-        const box = fresh.querySelector(".pick-box");
-        if (box) box.checked = wasPicked;
-        if (key === focusKey) {
-          const again = (focusId && fresh.querySelector(`[data-testid="${focusId}"]`)) || fresh.querySelector("a, button, select");
-          if (again) again.focus({ preventScroll: true });
-        }
-      });
+    for (const [index, html] of Object.entries(cards)) {
+      const old = document.querySelector(`.card[data-index="${CSS.escape(index)}"]`);
+      if (!old) continue; // on another page of the listing
+      const wasPicked = Boolean(old.querySelector(".pick-box:checked"));
+      const template = document.createElement("template");
+      template.innerHTML = html.trim();
+      const fresh = template.content.firstElementChild;
+      old.replaceWith(fresh);
+      const box = fresh.querySelector(".pick-box");
+      if (box) box.checked = wasPicked;
+      if (index === focusIndex) {
+        const again = (focusId && fresh.querySelector(`[data-testid="${focusId}"]`)) || fresh.querySelector("a, button, select");
+        if (again) again.focus({ preventScroll: true });
+      }
     }
   }
 
@@ -119,7 +119,8 @@
   bar.querySelector("[data-testid=bulk-confirm]").addEventListener("click", () =>
     save(targets(), { confirm: "1", comment: bar.querySelector("[data-testid=bulk-comment]").value })
   );
-  bar.querySelector("[data-testid=select-all-matching]").addEventListener("click", () => {
+  const selectAll = document.querySelector("[data-testid=select-all-matching]");
+  if (selectAll) selectAll.addEventListener("click", () => {
     allMatching = true;
     boxes().forEach((b) => { b.checked = true; });
     refresh();
