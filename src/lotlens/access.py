@@ -13,6 +13,7 @@ from typing import Any
 
 from lotlens.errors import InvalidInput, NotFound, PermissionDenied
 from lotlens.store import Answer, Store
+from lotlens.store.fixes import check_fix
 from lotlens.store.repository import FixRecord
 
 STAFF_ROLES = ("staff", "admin")
@@ -49,6 +50,7 @@ class FixRequest:
     advertiser: str | None = None
     scope: str = "advertiser"
     comment: str | None = None
+    confirmation: bool = False  # "Looks right": the changes repeat the current answer
 
 
 class Access:
@@ -118,6 +120,22 @@ class Access:
         Returns:
             The advertiser whose view the fixer reads (None: the shared view) and the fix rows.
         """
+        advertiser = self._check_fix(who, fix)
+        rows = self.store.add_fixes(
+            fix.image_key,
+            fix.changes,
+            actor=who.name,
+            role=who.role,
+            scope=fix.scope,
+            advertiser=advertiser,
+            comment=fix.comment,
+            idempotency=(f"{who.name}|fixes", *idempotency) if idempotency else None,
+            confirmation=fix.confirmation,
+        )
+        return advertiser, rows
+
+    def _check_fix(self, who: Principal, fix: FixRequest) -> str | None:
+        """Every rule `record_fix` applies before writing; returns the advertiser of the fix."""
         if not fix.changes:
             raise InvalidInput("a fix needs a type or a color", "empty_fix")
         advertiser = fix.advertiser or who.advertiser
@@ -129,14 +147,45 @@ class Access:
             raise PermissionDenied(f"key {who.name!r} may not fix images of advertiser {advertiser!r}")
         if who.advertiser and not self.store.seen_by(who.advertiser, fix.image_key):
             raise PermissionDenied("this image is not in your inventory")
-        rows = self.store.add_fixes(
-            fix.image_key,
-            fix.changes,
-            actor=who.name,
-            role=who.role,
-            scope=fix.scope,
-            advertiser=advertiser,
-            comment=fix.comment,
-            idempotency=(f"{who.name}|fixes", *idempotency) if idempotency else None,
-        )
-        return advertiser, rows
+        check_fix(fix.changes, fix.scope, advertiser)
+        return advertiser
+
+    def record_fixes(self, who: Principal, fixes: list[FixRequest]) -> list[FixRecord]:
+        """A bulk fix: every request is checked (rules and values) before the first is written, so a
+        refused or bad one writes nothing; then each image's fix lands in its own transaction."""
+        for fix in fixes:
+            self._check_fix(who, fix)
+        return [row for fix in fixes for row in self.record_fix(who, fix)[1]]
+
+    def undo_fixes(self, who: Principal, advertiser: str | None, fix_ids: list[int]) -> list[FixRecord]:
+        """Undo `who`'s own recent fixes by recording compensating ones (the history stays
+        append-only): each field goes back to the value the fix replaced. A field someone changed
+        again since is left alone.
+
+        Raises:
+            PermissionDenied: one of the fixes is not `who`'s own in this advertiser's view.
+            NotFound: an unknown fix id (`unknown_fix`).
+        """
+        ids = set(fix_ids)
+        found = {f.id: f for f in self.store.fixes(advertiser=advertiser, ids=sorted(ids))}
+        missing = ids - found.keys()
+        if missing:
+            raise NotFound(f"unknown fix {min(missing)}", "unknown_fix")
+        groups: dict[tuple[str, str], list[FixRecord]] = {}
+        for f in sorted(found.values(), key=lambda f: f.id):
+            if f.actor != who.name or (f.scope == "advertiser" and f.advertiser != advertiser):
+                raise PermissionDenied("only your own fixes in this view can be undone")
+            groups.setdefault((f.content_key, f.scope), []).append(f)
+        requests = []
+        for (key, scope), group in groups.items():
+            current = self.store.answers([key], advertiser).get(key)
+            changes: dict[str, str | None] = {}
+            for name in dict.fromkeys(f.field for f in group):
+                mine = [f for f in group if f.field == name]
+                before, after = mine[0].old_value, mine[-1].new_value
+                if current is not None and getattr(current, name) == after and after != before:
+                    changes[name] = before
+            if changes:
+                ids_text = ", ".join(f"#{f.id}" for f in group)
+                requests.append(FixRequest(key, changes, advertiser, scope, f"undo of fix {ids_text}"))
+        return self.record_fixes(who, requests) if requests else []

@@ -3,8 +3,10 @@ Debian's Chromium for the browser tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from lotlens.vision.pipeline import default_model_dir
 from lotlens.web import create_app
 
 from httpserver import serve_app
-from seeded import CHROMIUM, CHROMIUM_ARGS, KEYS, SCREENSHOTS, Site, seed
+from seeded import AXE_DIR, AXE_JS, AXE_VERSION, CHROMIUM, CHROMIUM_ARGS, KEYS, SCREENSHOTS, Site, seed
 from synth import variant
 
 
@@ -97,6 +99,35 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, from npm into build/axe/ on first use (pinned; ignored by git)."""
+    installed = AXE_JS.parent / "package.json"
+    if not (installed.is_file() and json.loads(installed.read_text())["version"] == AXE_VERSION):
+        npm = shutil.which("npm")
+        if npm is None:
+            if os.environ.get("CI"):
+                pytest.fail("npm is missing: the accessibility checks install axe-core with it")
+            pytest.skip("npm not installed (apt-get install npm)")
+        AXE_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(AXE_DIR),
+                f"axe-core@{AXE_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return AXE_JS.read_text()
+
+
 @pytest.fixture
 def page(browser: object, live: str, request: pytest.FixtureRequest) -> Iterator[object]:
     """A fresh browser context per test; its last screen is saved to build/screenshots/<test>.png."""
@@ -108,6 +139,8 @@ def page(browser: object, live: str, request: pytest.FixtureRequest) -> Iterator
     pg.set_default_timeout(15_000)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # a style or script the site's own CSP refuses is a page that does not look as written
+    pg.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     yield pg
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)

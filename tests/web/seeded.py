@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,10 @@ from synth import car, jpeg
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "build" / "screenshots"
+# axe-core, the npm package, installed at test time into build/ (ignored by git), never vendored.
+AXE_VERSION = "4.11.0"
+AXE_DIR = REPO / "build" / "axe"
+AXE_JS = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = os.environ.get("LOTLENS_CHROMIUM", "/usr/bin/chromium")
 # Debian's Chromium as root, on a machine without internet: no sandbox, no GPU, no background calls home.
 CHROMIUM_ARGS = [
@@ -85,6 +89,19 @@ def scripted(image: RGBArray) -> tuple[str, str | None]:
     return type_, by_dominant_channel(image)[1]
 
 
+class ScriptedPipeline(FakePipeline):
+    """`scripted`'s answers, with a crop box around the middle of each photo (where `synth.car`
+    draws the car) instead of the whole picture, so the image page has a box worth drawing."""
+
+    def classify(self, images: Any, with_color: Any = None) -> list[Any]:
+        out = super().classify(images, with_color)
+        for i, (image, pred) in enumerate(zip(images, out, strict=True)):
+            if pred.box is not None:
+                h, w = image.shape[:2]
+                out[i] = replace(pred, box=(w // 8, h // 5, w - w // 8, h - h // 10), box_source="detector")
+        return out
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run in a thread of its own: Playwright's sync API keeps a loop running in this one."""
     with ThreadPoolExecutor(1) as pool:
@@ -95,7 +112,7 @@ def seed(settings: Settings, store: Store, cdn: str) -> dict[str, str]:
     """Advertiser a: five vehicle photos, three placeholders and a dead link; b: one shared image and one
     of its own. Served by the local CDN and classified by the real service, so the store holds what
     production would, with the answers `scripted` gives."""
-    pipeline = FakePipeline(scripted, version="scripted-1")
+    pipeline = ScriptedPipeline(scripted, version="scripted-1")
     for name, data in _generated_images().items():
         IMAGES[f"web-{name}"] = data
     names = {n: f"{cdn}/img/a/{n}.jpg?name=web-{n}" for n in [f"car{i}" for i in range(5)] + ["ph0", "ph1", "ph2"]}
@@ -125,3 +142,18 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+def axe_violations(page: Any, axe_source: str) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations (WCAG 2.1 A/AA and best practice) on the page as
+    shown. The script is evaluated through the DevTools protocol, so the site's CSP stays on."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(axe_source)
+    result = page.evaluate(
+        """async () => (await axe.run(document, {
+            runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+            resultTypes: ["violations"],
+        })).violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                   nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}))"""
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]

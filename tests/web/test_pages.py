@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+from urllib.parse import unquote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -207,7 +209,12 @@ def test_image_page_shows_urls_keys_box_predictions(site: Site, app_client: Test
     assert f"{site.cdn}/img/b/shared.jpg" not in page.text  # b's URL of the same image is b's business
     assert site.store.predictions(key)[0].model_version in page.text
     assert 'data-testid="crop-box"' in page.text  # the studio car's crop, drawn on the picture
-    assert re.search(r'class="box" style="left:[\d.]+%;top:[\d.]+%;width:[\d.]+%;height:[\d.]+%"', page.text)
+    box = next(p.box for p in site.store.predictions(key) if p.box)
+    drawn = re.search(r'data-box="(\d+),(\d+),(\d+),(\d+)"', page.text)
+    assert drawn, "the crop box is not drawn"
+    x, y, w, h = map(int, drawn.groups())
+    assert (x, y, x + w, y + h) == tuple(box)
+    assert " style=" not in page.text  # the site's CSP (style-src 'self') would drop it
     assert "/thumb?side=640&amp;advertiser=a" in page.text
     assert app_client.get("/images/c:" + "f" * 64).status_code == 403  # not in a's inventory: no hint it exists
     sign_in(app_client, "staff")
@@ -304,10 +311,20 @@ def test_models_page_and_only_admin_promotes(site: Site, app_client: TestClient)
     sign_in(app_client, "admin")
     page = app_client.get("/models")
     csrf = csrf_of(page.text)
-    res = app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf, "reason": "better on a"})
+    champion = Registry(site.store).alias("champion")
+    no_reason = app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf, "confirm": "1"})
+    assert no_reason.status_code == 422
+    unconfirmed = app_client.post("/models/lotlens-candidate/promote", data={"csrf": csrf, "reason": "better on a"})
+    assert unconfirmed.status_code == 422
+    assert "confirmation" in unconfirmed.text
+    assert Registry(site.store).alias("champion") == champion
+    res = app_client.post(
+        "/models/lotlens-candidate/promote", data={"csrf": csrf, "reason": "better on a", "confirm": "1"}
+    )
     assert "Promoted." in res.text
     assert Registry(site.store).alias("champion") == "lotlens-candidate"
-    assert app_client.post("/models/nope/promote", data={"csrf": csrf}).status_code == 404
+    nope = app_client.post("/models/nope/promote", data={"csrf": csrf, "reason": "x", "confirm": "1"})
+    assert nope.status_code == 404
     res = app_client.post("/models/rollback", data={"csrf": csrf, "reason": "fix rate up"})
     assert "Rolled back." in res.text
     assert Registry(site.store).alias("champion") != "lotlens-candidate"
@@ -326,6 +343,10 @@ def test_sweep_report_is_served_to_staff_only_and_never_outside_its_folder(site:
     page = app_client.get("/models")
     assert "lr-c1" in page.text
     assert "97.0%" in page.text
+    assert 'data-testid="sweep-champion"' in page.text  # the champion sits in the sweep table
+    assert 'data-testid="different-test-sets"' in page.text  # scored on another dataset: no differences
+    assert 'data-testid="delta-' not in page.text
+    assert 'data-testid="recalls"' in page.text
     assert app_client.get("/models/sweeps/sw-1/report.html").text == "<h1>sweep report</h1>"
     assert app_client.get("/models/sweeps/../report.html").status_code in (404, 422)
     assert app_client.get("/models/sweeps/sw-1/comparison.json").status_code == 422
@@ -370,7 +391,7 @@ def test_every_page_renders_for_staff(app_client: TestClient, path: str) -> None
     sign_in(app_client, "staff")
     res = app_client.get(path)
     assert res.status_code == 200
-    assert "<main>" in res.text
+    assert '<main id="main"' in res.text
     assert "ana (staff)" in res.text
 
 
@@ -485,3 +506,220 @@ def test_a_database_outage_is_a_503_to_retry_on_pages_and_api(
     assert api.json()["code"] == "store_unavailable"
     monkeypatch.undo()
     assert app_client.get("/advertisers/a").status_code == 200
+
+
+def test_a_bulk_fix_is_checked_whole_before_anything_is_written(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    cars = [site.keys[f"car{i}"] for i in range(3)]
+    own = app_client.cookies.get("lotlens_session")
+    # one image of another advertiser among them: refused, and none of the others is fixed
+    b_only = next(k for k in site.store.inventory("b") if not site.store.seen_by("a", k))
+    res = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [*cars, b_only], "color": "Purple"})
+    assert res.status_code == 403
+    bad = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": cars, "color": "Chartreuse"})
+    assert bad.status_code == 422
+    stale = app_client.post("/advertisers/a/bulk", data={"csrf": "x" * 20, "keys": cars, "color": "Purple"})
+    assert stale.status_code == 403
+    assert site.store.fixes() == []
+    assert app_client.cookies.get("lotlens_session") == own
+    ok = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": cars, "color": "Purple"})
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["message"] == "Saved 3 images."
+    assert sorted(body["changed"]) == sorted(cars)
+    drawn = {re.search(r'data-key="([^"]+)"', html).group(1): html for html in body["cards"].values()}  # type: ignore[union-attr]
+    assert set(drawn) == set(cars)
+    assert all("Purple" in html and 'data-testid="card"' in html for html in drawn.values())
+    assert {k: a.color for k, a in site.store.answers(cars, "a").items()} == dict.fromkeys(cars, "Purple")
+    assert len(body["fix_ids"]) == 3
+
+
+def test_a_bulk_fix_of_everything_matching_a_filter(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    res = app_client.post(
+        "/advertisers/a/bulk", data={"csrf": csrf, "all": "1", "filter": "type=Placeholder", "type": "Stock"}
+    )
+    assert res.json()["message"] == "Saved 3 images."
+    placeholders = [site.keys[f"ph{i}"] for i in range(3)]
+    assert {a.type for a in site.store.answers(placeholders, "a").values()} == {"Stock"}
+    assert "0 images" in app_client.get("/advertisers/a?type=Placeholder").text
+    bad = app_client.post(
+        "/advertisers/a/bulk", data={"csrf": csrf, "all": "1", "filter": "type=Truck", "type": "Stock"}
+    )
+    assert bad.status_code == 422
+
+
+def test_looks_right_records_confirmations_and_undo_compensates(site: Site, app_client: TestClient) -> None:
+    from lotlens.train.dataset import _labels_from_fixes
+
+    sign_in(app_client, "a")
+    csrf = csrf_of(app_client.get("/advertisers/a").text)
+    key = site.keys["car1"]
+    model = site.store.answers([key], "a")[key]
+    res = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [key], "confirm": "1"})
+    assert res.json()["message"] == "Confirmed 1 image."
+    fixes = site.store.fixes(advertiser="a")
+    assert sorted((f.field, f.old_value, f.new_value, f.confirmation) for f in fixes) == sorted(
+        [("type", model.type, model.type, True), ("color", model.color, model.color, True)]
+    )
+    labels, _ = _labels_from_fixes(fixes)  # a confirmed label for the next dataset
+    assert labels[(key, "color")] == (model.color, "a")
+    again = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [key], "confirm": "1"})
+    assert again.json()["message"].startswith("Nothing changed")  # both fields are people's now
+    # a correction, then its undo: a compensating fix, nothing removed
+    fixed = app_client.post("/advertisers/a/bulk", data={"csrf": csrf, "keys": [key], "type": "Stock"}).json()
+    undone = app_client.post("/advertisers/a/undo", data={"csrf": csrf, "fix_ids": fixed["fix_ids"]})
+    assert undone.status_code == 200
+    assert site.store.answers([key], "a")[key].type == model.type
+    history = site.store.fixes(advertiser="a")
+    assert [(f.field, f.old_value, f.new_value) for f in history[-2:]] == [
+        ("type", model.type, "Stock"),
+        ("type", "Stock", model.type),
+    ]
+    assert history[-1].comment == f"undo of fix #{fixed['fix_ids'][0]}"
+    # b can neither undo a's fixes nor learn they exist
+    sign_in(app_client, "b")
+    csrf_b = csrf_of(app_client.get("/advertisers/b").text)
+    refused = app_client.post("/advertisers/a/undo", data={"csrf": csrf_b, "fix_ids": fixed["fix_ids"]})
+    assert refused.status_code == 403
+    unknown = app_client.post("/advertisers/b/undo", data={"csrf": csrf_b, "fix_ids": fixed["fix_ids"]})
+    assert unknown.status_code == 404
+    assert len(site.store.fixes()) == len(history)
+
+
+def test_inventory_search_sort_and_readable_cards(site: Site, app_client: TestClient) -> None:
+    site.settings.low_confidence = 0.85
+    sign_in(app_client, "a")
+    found = app_client.get("/advertisers/a?q=car3.jpg")
+    assert "1 image" in found.text
+    assert f'data-key="{site.keys["car3"]}"' in found.text
+    by_file = app_client.get("/advertisers/a?sort=file&per=24").text
+    keys = re.findall(r'data-testid="card" data-key="([^"]*)"', by_file)
+    assert keys[:5] == [site.keys[f"car{i}"] for i in range(5)]
+    unsure = app_client.get("/advertisers/a?sort=unsure&per=24").text
+    first = re.findall(r'data-testid="card" data-key="([^"]*)"', unsure)[:5]
+    assert set(first) == {site.keys[f"car{i}"] for i in range(5)}  # 80% sure of the color beats 90% of a type
+    assert "color 80% sure" in unsure
+    assert 'class="swatch swatch-' in unsure
+    assert "type-placeholder" in unsure
+    assert "first classified" in unsure
+    assert ">cache<" not in unsure
+    assert 'aria-label="type of image ' in unsure
+    assert app_client.get("/advertisers/a?sort=random").status_code == 422
+    assert app_client.get("/advertisers/a?per=7").status_code == 422
+
+
+def test_image_page_has_a_readable_title_and_previous_next(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    listing = list(dict.fromkeys(r.content_key for r in site.store.listing("a") if r.content_key))
+    middle = listing[1]
+    page = app_client.get(f"/images/{middle}?advertiser=a").text
+    vehicle = next(s.vehicle_id for s in site.store.sightings_of(middle, "a"))
+    answer = site.store.answers([middle], "a")[middle]
+    title = re.search(r"<title>(.*?)</title>", page)
+    assert title
+    assert title.group(1).startswith(f"vehicle {vehicle} · {answer.type}")
+    assert middle not in title.group(1)  # not the 64-character hash
+    links = {rel: unquote(k) for k, rel in re.findall(r'href="/images/([^"?]+)\?advertiser=a" rel="(prev|next)"', page)}
+    assert links == {"prev": listing[0], "next": listing[2]}
+    first = app_client.get(f"/images/{listing[0]}?advertiser=a").text
+    assert 'rel="prev"' not in first
+    assert 'rel="icon" href="/static/favicon.svg"' in first
+    assert app_client.get("/static/favicon.svg").status_code == 200
+
+
+def test_vehicles_and_the_advertisers_health_table(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    site.store.see("a", "https://cdn.example/extra-ph.jpg", site.keys["ph1"], "veh-car0")  # car0 gets a placeholder too
+    page = app_client.get("/advertisers/a/vehicles").text
+    vehicles = re.findall(r'data-testid="vehicle" data-vehicle="([^"]*)"', page)
+    assert vehicles[:4] == ["veh-ph0", "veh-ph1", "veh-ph2", "veh-x"]  # no real photo (veh-x: a dead link) first
+    assert 'data-testid="no-photo-count">4<' in page
+    assert 'data-testid="placeholder-share">' in page
+    only = app_client.get("/advertisers/a/vehicles?show=no-photo").text
+    assert re.findall(r'data-vehicle="([^"]*)"', only) == ["veh-ph0", "veh-ph1", "veh-ph2", "veh-x"]
+    car0 = page[page.index('data-vehicle="veh-car0"') :]
+    car0 = car0[: car0.index("</ul>")]
+    assert "2 images" in car0
+    assert 'data-testid="vehicle-color"' in car0  # the photo votes, the placeholder does not
+    assert app_client.get("/advertisers/b/vehicles").status_code == 403
+    assert app_client.get("/advertisers").status_code == 200  # an advertiser goes to its own page
+    sign_in(app_client, "staff")
+    table = app_client.get("/advertisers?sort=placeholders&desc=1").text
+    assert re.findall(r'<td><a href="/advertisers/([^"/]+)">', table) == ["a", "b"]
+    assert 'aria-sort="descending"' in table
+    row_a = table[table.index('<a href="/advertisers/a">') :].split("</tr>")[0]
+    answers = site.store.answers(site.store.inventory("a"), "a")
+    answered = [answers[r.content_key] for r in site.store.listing("a") if r.content_key in answers]  # per URL
+    share = sum(a.type == "Placeholder" for a in answered) / len(answered)
+    assert share == 4 / 9
+    assert f"{100 * share:.0f}%" in row_a
+    found = app_client.get("/advertisers?q=B").text
+    assert re.findall(r'<td><a href="/advertisers/([^"/]+)">', found) == ["b"]
+
+
+def test_thumbnails_are_cut_once_and_revalidate_by_etag(site: Site, app_client: TestClient) -> None:
+    from lotlens.storage import Storage
+    from lotlens.store.images import ImageFolder
+    from lotlens.web.images import ThumbnailFolder
+
+    sign_in(app_client, "a")
+    key = site.keys["car2"]
+    first = app_client.get(f"/images/{key}/thumb?side=160")
+    assert first.status_code == 200
+    assert "immutable" in first.headers["cache-control"]
+    assert "private" in first.headers["cache-control"]
+    storage = Storage.from_settings(site.settings)
+    kept = ThumbnailFolder(storage, site.settings.resolved_cache_dir()).path(key, 160)
+    assert kept.read_bytes() == first.content
+    (site.settings.data_dir / ImageFolder.relpath(key)).write_bytes(b"not an image any more")
+    again = app_client.get(f"/images/{key}/thumb?side=160")
+    assert again.content == first.content  # served from the kept thumbnail, not cut again
+    etag = first.headers["etag"]
+    same = app_client.get(f"/images/{key}/thumb?side=160", headers={"If-None-Match": etag})
+    assert same.status_code == 304
+    assert same.content == b""
+    other = app_client.get(f"/images/{key}/thumb?side=640", headers={"If-None-Match": etag})
+    assert other.status_code == 422  # another size is another thumbnail: cut now, from the broken bytes
+    # an advertiser may not read another's image through a cached thumbnail either
+    sign_in(app_client, "b")
+    assert app_client.get(f"/images/{key}/thumb?side=160", headers={"If-None-Match": etag}).status_code == 403
+
+
+def test_pages_are_gzipped_with_their_cookies(site: Site, app_client: TestClient) -> None:
+    sign_in(app_client, "a")
+    res = app_client.get("/advertisers/a", headers={"Accept-Encoding": "gzip"})
+    assert res.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in res.headers["vary"]
+    assert int(res.headers["content-length"]) < len(res.content) / 3  # decoded by the client
+    assert res.headers["content-security-policy"].startswith("default-src 'self'")
+    plain = app_client.get("/advertisers/a", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.text == res.text
+    form = app_client.get("/signin", headers={"Accept-Encoding": "gzip"})
+    assert form.headers["content-encoding"] == "gzip"
+    assert "lotlens_signin=" in form.headers["set-cookie"]  # the sign-in form's CSRF cookie survives
+    api = app_client.get("/healthz", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in api.headers  # the API's answers are left as they are
+
+
+def test_the_sweep_table_compares_with_the_champion_on_the_same_test_set(site: Site, app_client: TestClient) -> None:
+    registry = Registry(site.store)
+    champion = next(m for m in registry.models() if m.version == registry.alias("champion"))
+    t = champion.metrics["type"]
+    folder = site.settings.data_dir / "sweeps" / "sw-2"
+    folder.mkdir(parents=True)
+    row = {
+        "name": "lr-c2", "score": 3.0, "type_accuracy": t["accuracy"] + 0.012, "placeholder_recall": 1.0,
+        "color_accuracy": None, "worst_group": 0.9, "version": "lotlens-candidate",
+    }  # fmt: skip
+    (folder / "comparison.json").write_text(json.dumps({"sweep": "sw-2", "dataset": champion.dataset, "rows": [row]}))
+    sign_in(app_client, "staff")
+    page = app_client.get("/models").text
+    assert 'data-testid="different-test-sets"' not in page
+    assert 'data-testid="delta-type_accuracy">+1.2 pt<' in page
+    # the candidate's registry scores were taken on ds-test: "the same test set" only if the sweep's is too
+    assert ("the same test set)" in page) == (champion.dataset == "ds-test")
+    assert "registry, " in page

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -76,6 +77,7 @@ class FixQueries(CacheQueries):
         advertiser: str | None,
         comment: str | None = None,
         idempotency: tuple[str, str, str] | None = None,
+        confirmation: bool = False,
     ) -> list[FixRecord]:
         """Append a fix per changed field, all or none: every value is checked before anything is
         written, and the rows land in one transaction. Each old value is the answer the fixer saw,
@@ -84,12 +86,15 @@ class FixQueries(CacheQueries):
         Args:
             idempotency: (owner, key, request hash): a retry of the same request with the same
                 `Idempotency-Key` returns the fixes of the first try and writes nothing.
+            confirmation: a "Looks right": every value must equal the answer the fixer saw, and
+                the rows are marked as confirmations (a confirmed label, not a correction).
 
         Raises:
             InvalidInput: no field, an unknown field, scope or label, or an advertiser-scope fix
                 without an advertiser.
             NotFound: the image is unknown (`unknown_image`).
-            Conflict: the key was used for another request (`idempotency_conflict`).
+            Conflict: the key was used for another request (`idempotency_conflict`), or a
+                confirmation's value is no longer the answer (`answer_changed`).
         """
         values = check_fix(changes, scope, advertiser)
         if idempotency is not None:
@@ -101,6 +106,13 @@ class FixQueries(CacheQueries):
                 if s.get(Image, content_key) is None:
                     raise NotFound(f"unknown image {content_key!r}", "unknown_image")
                 current = self._resolve(s, [content_key], advertiser)[content_key]
+                if confirmation:
+                    changed = [f for f, v in values.items() if getattr(current, f) != v]
+                    if changed:
+                        raise Conflict(
+                            f"the {' and '.join(changed)} changed since the page was shown: reload and look again",
+                            "answer_changed",
+                        )
                 rows = [
                     Fix(
                         content_key=content_key,
@@ -114,6 +126,7 @@ class FixQueries(CacheQueries):
                         comment=comment,
                         created_at=now(),
                         model_version=current.model_version,
+                        confirmation=confirmation,
                     )
                     for field_name, value in values.items()
                 ]
@@ -163,6 +176,7 @@ class FixQueries(CacheQueries):
         shown_by: str | None = None,
         after: tuple[datetime, int] | None = None,
         limit: int | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[FixRecord]:
         """The fix history, oldest first. An advertiser sees its own fixes and the global ones.
 
@@ -172,6 +186,7 @@ class FixQueries(CacheQueries):
             shown_by: only fixes of images this advertiser shows (what an advertiser may read).
             after: keyset paging: only fixes after this (time, id), the sort key of a page's last row.
             limit: at most this many rows.
+            ids: only these fixes.
         """
         q = select(Fix).order_by(Fix.created_at, Fix.id)
         if advertiser is not None:
@@ -193,6 +208,8 @@ class FixQueries(CacheQueries):
         if after is not None:
             t, last = after
             q = q.where((Fix.created_at > t) | ((Fix.created_at == t) & (Fix.id > last)))
+        if ids is not None:
+            q = q.where(Fix.id.in_(list(ids)))
         if limit is not None:
             q = q.limit(limit)
         return [fix_record(f) for f in self._all(q)]

@@ -25,6 +25,7 @@ class FixRecord:
     comment: str | None
     created_at: datetime
     model_version: str | None = None
+    confirmation: bool = False  # a "Looks right": same value, a confirmed label rather than a correction
 
 
 @dataclass(frozen=True)
@@ -117,4 +118,5 @@ def fix_record(f: Fix) -> FixRecord:
         f.comment,
         f.created_at,
         f.model_version,
+        bool(f.confirmation),
     )

@@ -121,11 +121,13 @@ class ReviewQueue:
             return list(s.scalars(select(ReviewItem.dataset).distinct().order_by(ReviewItem.dataset)))
 
     def decide(self, item_id: int, action: str, actor: str, value: str | None = None) -> ReviewRecord:
-        """Accept (the candidate label), reject (keep it out), or relabel (with `value`).
+        """Accept (the candidate label; for a conflict, the candidate `value` names), reject (keep
+        it out), or relabel (with `value`).
 
         Raises:
             NotFound: no such item (`unknown_review_item`).
-            InvalidInput: an unknown action, a label that is not one, or accepting a conflict.
+            InvalidInput: an unknown action, a label that is not one, or accepting a conflict
+                without naming one of its candidates.
         """
         if action not in ACTIONS:
             raise InvalidInput(f"action must be one of {sorted(ACTIONS)}")
@@ -137,6 +139,8 @@ class ReviewQueue:
                 value = _check(item.field, value)
             elif action == "accept":
                 values = {c["value"] for c in item.candidates}
+                if len(values) > 1 and value is not None and value in values:
+                    values = {value}  # one side of the conflict, chosen
                 if len(values) != 1:
                     raise InvalidInput(
                         "a conflict has several labels: relabel it with the right one, or reject it", "conflict_labels"
@@ -145,6 +149,20 @@ class ReviewQueue:
             else:
                 value = None
             item.status, item.decided_value, item.decided_by, item.decided_at = ACTIONS[action], value, actor, now()
+            return _record(item)
+
+    def reopen(self, item_id: int) -> ReviewRecord:
+        """Undo a decision: the item is pending again (its decision was not yet used by a dataset
+        that is built later; one built in between keeps what it read).
+
+        Raises:
+            NotFound: no such item (`unknown_review_item`).
+        """
+        with self._session.begin() as s:
+            item = s.get(ReviewItem, item_id, with_for_update=True) if 0 < item_id < 2**63 else None
+            if item is None:
+                raise NotFound(f"no review item {item_id}", "unknown_review_item")
+            item.status, item.decided_value, item.decided_by, item.decided_at = "pending", None, None, None
             return _record(item)
 
     def decisions(self) -> dict[tuple[str, str], ReviewRecord]:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -124,6 +125,8 @@ class Fix(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     model_version: Mapped[str | None] = mapped_column(String(64))  # of the answer the fix corrected
+    # "Looks right": the same value as the answer, recorded as a confirmed label, not a correction
+    confirmation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Host(Base):

@@ -62,6 +62,8 @@ def watch(
         f.answers += n
         f.types[type_] = f.types.get(type_, 0) + n
     for fix in store.fixes(since=datetime.combine(start, datetime.min.time(), UTC)):
+        if fix.confirmation:  # a "Looks right" confirms the model: not a correction
+            continue
         day = fix.created_at.date()
         key = (day, fix.advertiser or "global", fix.model_version or "manual")
         daily.setdefault(key, Figures(key[1], key[2])).fixes += 1

@@ -18,7 +18,7 @@ from lotlens.labels import COLORS, PLACEHOLDER, TYPES
 from lotlens.web.session import COOKIE, Sessions, Viewer, same_token
 
 SOURCES = ("model", "cache", "manual")
-FILTERS = ("type", "color", "source", "low", "skipped", "vehicle", "page")
+FILTERS = ("type", "color", "source", "low", "skipped", "vehicle", "q", "sort", "per", "page")
 THUMB_SIDES = (160, 320, 640)
 REVIEW_PAGE = 200
 NOTICES = {
@@ -26,6 +26,7 @@ NOTICES = {
     "accepted": ("ok", "Accepted."),
     "rejected": ("ok", "Rejected: it stays out of the next dataset."),
     "relabelled": ("ok", "Relabelled."),
+    "reopened": ("ok", "Undone: the item is back in the queue."),
     "promoted": ("ok", "Promoted. Servers follow within the poll interval."),
     "rolled_back": ("ok", "Rolled back. Servers follow within the poll interval."),
 }
@@ -51,6 +52,8 @@ def csv_cell(value: object) -> str:
 def _templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("lotlens.web", "templates"), autoescape=select_autoescape())
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * float(v):.1f}%"
+    env.filters["pct0"] = lambda v: "–" if v is None else f"{100 * float(v):.0f}%"
+    env.filters["day"] = lambda t: "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d")
     env.filters["when"] = lambda t: "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     env.filters["web_url"] = web_url
     env.filters["short"] = lambda k: (k or "")[:14]
@@ -59,6 +62,13 @@ def _templates() -> Jinja2Templates:
 
 
 TEMPLATES = _templates()
+
+
+def card_macro(card: Any, advertiser: str, v: Viewer, back: str, low: float) -> Markup:
+    """One inventory card as the page draws it, for answers that swap a card in place."""
+    macros = TEMPLATES.env.get_template("_macros.html").module
+    out: Markup = macros.card(card, advertiser, v, Markup(_csrf_input(v)), back, low)  # type: ignore[attr-defined]
+    return out
 
 
 def sessions(request: Request) -> Sessions:

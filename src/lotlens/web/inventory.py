@@ -7,23 +7,30 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode
+from datetime import datetime
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from lotlens.access import Access, FixRequest
 from lotlens.api import AppState
 from lotlens.config import Settings
+from lotlens.errors import InvalidInput, NotFound
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
 from lotlens.storage import Storage
 from lotlens.store.images import ImageFolder
 from lotlens.store.repository import Answer, Listed
-from lotlens.web.common import FILTERS, State, Who, check_csrf, render, see_other, web_url
+from lotlens.web.common import FILTERS, State, Who, card_macro, check_csrf, render, see_other, web_url
+from lotlens.web.session import Viewer
 
 # -- the inventory --------------------------------------------------------------------------------
+
+SORTS = {"newest": "newest scrape first", "unsure": "least sure first", "vehicle": "by vehicle", "file": "by file name"}
+PAGE_SIZES = (24, 48, 96, 200)
+MAX_BULK = 5000  # images in one bulk fix: each is its own transaction, checked before the first
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,52 @@ class Card:
     source: str | None = None
     confidence: float | None = None  # the model's score for the weaker field it made
     thumb: str | None = None
+    index: int = 0  # the URL's place in the advertiser's whole listing (newest first), from 1
+    first_seen: datetime | None = None
+    manual: tuple[str, ...] = ()
+    type_score: float | None = None  # None: the field is fixed by hand, or the model gave no score
+    color_score: float | None = None
+    next_type: tuple[str, float] | None = None  # the model's second choice, offered as a one-click fix
+    next_color: tuple[str, float] | None = None
+
+    @property
+    def name(self) -> str:
+        """What every control of the card is named after: "image 12, vehicle A1-VIN0072"."""
+        return f"image {self.index}" + (f", vehicle {self.vehicle_id}" if self.vehicle_id else "")
+
+    @property
+    def file(self) -> str:
+        return file_name(self.url)
+
+    @property
+    def no_color(self) -> bool:
+        """A vehicle photo without a color: something for a person to look at."""
+        return self.type is not None and self.type != PLACEHOLDER and not self.color
 
 
-def _card(row: Listed, ans: Answer | None, settings: Settings) -> Card:
+def file_name(url: str) -> str:
+    return urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+def _field_scores(ans: Answer, field: str) -> tuple[float | None, tuple[str, float] | None]:
+    """The model's score of the shown value and its runner-up, for a field the model decided."""
+    if field in ans.manual:
+        return None, None
+    scores: dict[str, float] = ans.scores.get(field) or {}
+    value = getattr(ans, field)
+    if not scores or value is None:
+        return None, None
+    others = sorted(((v, float(s)) for v, s in scores.items() if v != value), key=lambda vs: -vs[1])
+    return float(scores.get(value, 0.0)), (others[0] if others else None)
+
+
+def _card(row: Listed, ans: Answer | None, settings: Settings, index: int) -> Card:
     if ans is None:
-        return Card(row.url, row.content_key, row.vehicle_id, row.skipped)
+        return Card(row.url, row.content_key, row.vehicle_id, row.skipped, index=index, first_seen=row.first_seen)
+    type_score, next_type = _field_scores(ans, "type")
+    color_score, next_color = _field_scores(ans, "color")
+    if ans.type == PLACEHOLDER:
+        color_score, next_color = None, None
     return Card(
         row.url,
         row.content_key,
@@ -54,6 +102,13 @@ def _card(row: Listed, ans: Answer | None, settings: Settings) -> Card:
         _source(row, ans),
         _lowest_score(ans),
         _kept_thumb(settings, ans.content_key, 320) or web_url(row.url),
+        index,
+        row.first_seen,
+        ans.manual,
+        type_score,
+        color_score,
+        next_type,
+        next_color,
     )
 
 
@@ -76,7 +131,7 @@ def _inventory_url(advertiser: str) -> str:
 
 @dataclass
 class Inventory:
-    matched: list[tuple[Listed, Answer | None]]
+    matched: list[tuple[int, Listed, Answer | None]]  # (place in the whole listing, row, answer)
     counts: dict[str, int]
     settings: Settings
 
@@ -84,9 +139,14 @@ class Inventory:
     def total(self) -> int:
         return len(self.matched)
 
+    @property
+    def keys(self) -> list[str]:
+        """The content keys of every matching URL, in order, once each."""
+        return list(dict.fromkeys(row.content_key for _, row, ans in self.matched if row.content_key and ans))
+
     def cards(self, start: int, stop: int) -> list[Card]:
         """Cards for one page only: the thumbnails' file checks are per shown card."""
-        return [_card(row, ans, self.settings) for row, ans in self.matched[start:stop]]
+        return [_card(row, ans, self.settings, i) for i, row, ans in self.matched[start:stop]]
 
 
 class ListingCache:
@@ -116,12 +176,13 @@ class ListingCache:
 
 
 def inventory(state: AppState, advertiser: str, filters: dict[str, Any], cache: ListingCache) -> Inventory:
-    """The advertiser's URLs that pass the filters, with their answers (blocking: reads the store)."""
+    """The advertiser's URLs that pass the filters, in the asked order, with their answers
+    (blocking: reads the store)."""
     rows, answers = cache.get(state, advertiser)
     low = state.settings.low_confidence
     counts = dict.fromkeys([*TYPES, "skipped", "low"], 0)
     out = []
-    for row in rows:
+    for i, row in enumerate(rows, 1):
         ans = answers.get(row.content_key) if row.content_key else None
         lowest = _lowest_score(ans) if ans is not None else None
         is_low = lowest is not None and lowest < low
@@ -131,8 +192,20 @@ def inventory(state: AppState, advertiser: str, filters: dict[str, Any], cache: 
         if row.skipped:
             counts["skipped"] += 1
         if _matches(row, ans, filters, is_low):
-            out.append((row, ans))
+            out.append((i, row, ans))
+    sort = filters.get("sort") or "newest"
+    if sort == "unsure":  # the least sure first; answers a person decided (or none) last
+        out.sort(key=lambda t: _unsure_key(t[2]))
+    elif sort == "vehicle":
+        out.sort(key=lambda t: ((t[1].vehicle_id or "\uffff").lower(), t[0]))
+    elif sort == "file":
+        out.sort(key=lambda t: (file_name(t[1].url).lower(), t[0]))
     return Inventory(out, counts, state.settings)
+
+
+def _unsure_key(ans: Answer | None) -> tuple[int, float]:
+    lowest = _lowest_score(ans) if ans is not None else None
+    return (1, 0.0) if lowest is None else (0, lowest)
 
 
 def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], is_low: bool) -> bool:
@@ -140,6 +213,8 @@ def _matches(row: Listed, ans: Answer | None, f: dict[str, Any], is_low: bool) -
         return False
     if f["vehicle"] and f["vehicle"].lower() not in (row.vehicle_id or "").lower():
         return False
+    if f.get("q") and f["q"].lower() not in row.url.lower():
+        return False  # the file name is part of the URL: one search finds both
     if not (f["type"] or f["color"] or f["source"] or f["low"]):
         return True
     if ans is None:
@@ -161,6 +236,35 @@ def _lowest_score(ans: Answer) -> float | None:
     if "color" not in ans.manual and ans.color:
         scores.append(ans.scores.get("color", {}).get(ans.color, 1.0))
     return min(scores) if scores else None
+
+
+def parse_filters(query: str) -> dict[str, Any]:
+    """The inventory filters from a page's query string, checked as the page's own parameters are
+    (a bulk fix of "all matching this filter" names the filter by the page's query)."""
+    given = dict(parse_qsl(query))
+    f: dict[str, Any] = {
+        "type": given.get("type", ""),
+        "color": given.get("color", ""),
+        "source": given.get("source", ""),
+        "low": given.get("low", "") in ("1", "true", "on"),
+        "skipped": given.get("skipped", "") in ("1", "true", "on"),
+        "vehicle": given.get("vehicle", "")[:128],
+        "q": given.get("q", "")[:256],
+        "sort": given.get("sort", ""),
+    }
+    _check_filters(f)
+    return f
+
+
+def _check_filters(f: dict[str, Any]) -> None:
+    if f["type"] and f["type"] not in TYPES:
+        raise HTTPException(422, f"type must be one of {', '.join(TYPES)}")
+    if f["color"] and f["color"] != "none" and f["color"] not in COLORS:
+        raise HTTPException(422, f"color must be one of {', '.join(COLORS)} or none")
+    if f["source"] and f["source"] not in ("model", "cache", "manual"):
+        raise HTTPException(422, "source must be model, cache or manual")
+    if f["sort"] and f["sort"] not in SORTS:
+        raise HTTPException(422, f"sort must be one of {', '.join(SORTS)}")
 
 
 class FixForm(BaseModel):
@@ -189,16 +293,72 @@ def _fix_changes(current: Answer, form: FixForm) -> dict[str, str | None]:
     return changes
 
 
+@dataclass(frozen=True)
+class Health:
+    """One advertiser's row in staff's table."""
+
+    advertiser: str
+    images: int
+    skipped: int
+    last_seen: datetime | None
+    placeholders: float | None  # shares of the answered images
+    low: float | None
+    fixed: float | None
+
+
+HealthSort = Literal["advertiser", "images", "skipped", "placeholders", "low", "fixed", "last_seen"]
+HEALTH_SORTS = get_args(HealthSort)
+
+
+def health(state: AppState, cache: ListingCache) -> list[Health]:
+    """Every advertiser's figures (blocking: reads each listing, through the listing cache)."""
+    out = []
+    for adv, n, skipped, last in state.store.advertisers():
+        inv = inventory(state, adv, parse_filters(""), cache)
+        answered = [a for _, _, a in inv.matched if a is not None and a.type]
+        total = len(answered)
+
+        def share(k: int, total: int = total) -> float | None:
+            return k / total if total else None
+
+        out.append(
+            Health(
+                adv,
+                n,
+                skipped,
+                last,
+                share(inv.counts[PLACEHOLDER]),
+                share(inv.counts["low"]),
+                share(sum(bool(a.manual) for a in answered)),
+            )
+        )
+    return out
+
+
 router = APIRouter()
 
 
 @router.get("/advertisers", response_class=HTMLResponse)
-async def advertisers(request: Request, state: State, viewer: Who) -> Response:
+async def advertisers(
+    request: Request,
+    state: State,
+    viewer: Who,
+    q: Annotated[str, Query(max_length=128)] = "",
+    sort: Annotated[
+        Literal["advertiser", "images", "skipped", "placeholders", "low", "fixed", "last_seen"], Query()
+    ] = ("advertiser"),
+    desc: bool = False,
+) -> Response:
     if not viewer.staff and viewer.who.advertiser:
         return see_other(_inventory_url(viewer.who.advertiser))
     Access.require_staff(viewer.who)
-    rows = await asyncio.to_thread(state.store.advertisers)
-    return render(request, viewer, "advertisers.html", rows=rows)
+    rows = await asyncio.to_thread(health, state, request.app.state.lotlens_listings)
+    if q:
+        rows = [r for r in rows if q.lower() in r.advertiser.lower()]
+    present = [r for r in rows if getattr(r, sort) is not None]
+    present.sort(key=lambda r: getattr(r, sort), reverse=desc)
+    rows = present + [r for r in rows if getattr(r, sort) is None]
+    return render(request, viewer, "advertisers.html", rows=rows, q=q, sort=sort, desc=desc, sorts=HEALTH_SORTS)
 
 
 @router.get("/advertisers/{advertiser:path}", response_class=HTMLResponse)
@@ -213,18 +373,25 @@ async def advertiser_page(
     low: bool = False,
     skipped: bool = False,
     vehicle: Annotated[str, Query(max_length=128)] = "",
+    q: Annotated[str, Query(max_length=256)] = "",
+    sort: Annotated[Literal["newest", "unsure", "vehicle", "file", ""], Query()] = "",
+    per: Annotated[Literal["24", "48", "96", "200", ""], Query()] = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     updated: Annotated[str, Query(max_length=66)] = "",
 ) -> Response:
     Access.advertiser_view(viewer.who, advertiser)
-    if color and color != "none" and color not in COLORS:
-        raise HTTPException(422, f"color must be one of {', '.join(COLORS)} or none")
-    filters = {"type": type, "color": color, "source": source, "low": low, "skipped": skipped, "vehicle": vehicle}
+    filters = {
+        "type": type, "color": color, "source": source, "low": low, "skipped": skipped, "vehicle": vehicle,
+        "q": q, "sort": sort,
+    }  # fmt: skip
+    _check_filters(filters)
     inv = await asyncio.to_thread(inventory, state, advertiser, filters, request.app.state.lotlens_listings)
-    size = state.settings.page_size
+    size = int(per) if per else state.settings.page_size
     pages = max(1, math.ceil(inv.total / size))
     page = min(page, pages)
     active = {k: ("1" if val is True else val) for k, val in filters.items() if val}
+    if per:
+        active["per"] = per
     just = None
     if updated:
         ans = (await asyncio.to_thread(state.store.answers, [updated], advertiser)).get(updated)
@@ -240,12 +407,15 @@ async def advertiser_page(
         cards=await asyncio.to_thread(inv.cards, (page - 1) * size, page * size),
         page=page,
         pages=pages,
+        per=int(per) if per else 0,
         filters=filters,
         query=urlencode(active),
         page_query=lambda n: urlencode({**active, "page": n}),
         just=just,
         updated=updated,
         low=state.settings.low_confidence,
+        sorts=SORTS,
+        page_sizes=PAGE_SIZES,
     )
 
 
@@ -260,3 +430,110 @@ async def fix(advertiser: str, state: State, viewer: Who, form: Annotated[FixFor
     fix = FixRequest(form.image_key, changes, advertiser, form.scope, form.comment or None)
     await asyncio.to_thread(state.access.record_fix, viewer.who, fix)
     return see_other(back, updated=form.image_key)
+
+
+# -- bulk fixes, confirmations and undo (the page's script calls these; each answers JSON) -------------
+
+
+class BulkForm(BaseModel):
+    csrf: str = Field(max_length=200)
+    keys: list[Annotated[str, Field(min_length=3, max_length=66)]] = Field(default_factory=list, max_length=10_000)
+    all: bool = False  # every image matching `filter`, not only `keys`
+    filter: str = Field(default="", max_length=2000)  # the page's query string
+    type: str | None = Field(default=None, max_length=32)
+    color: str | None = Field(default=None, max_length=32)  # "" = no color; absent = leave it
+    fields: list[Literal["type", "color"]] = Field(default_factory=list, max_length=2)  # what a confirmation confirms
+    confirm: bool = False  # "Looks right": record the current answer as a confirmed label
+    scope: Literal["advertiser", "global"] = "advertiser"
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class UndoForm(BaseModel):
+    csrf: str = Field(max_length=200)
+    fix_ids: list[int] = Field(min_length=1, max_length=20_000)
+
+
+def _bulk_requests(
+    state: AppState, viewer: Viewer, advertiser: str, form: BulkForm, cache: ListingCache
+) -> list[FixRequest]:
+    """One fix request per image that changes (or, for a confirmation, per image with a model answer
+    to confirm); blocking: reads the store."""
+    if form.all:
+        keys = inventory(state, advertiser, parse_filters(form.filter), cache).keys
+    else:
+        keys = list(dict.fromkeys(form.keys))
+    if not keys:
+        raise InvalidInput("select at least one image", "empty_selection")
+    if len(keys) > MAX_BULK:
+        raise InvalidInput(f"at most {MAX_BULK} images in one bulk fix: narrow the filter", "too_many")
+    for key in keys:
+        state.access.image_view(viewer.who, key, advertiser)
+    answers = state.store.answers(keys, advertiser)
+    out = []
+    for key in keys:
+        current = answers.get(key)
+        if current is None:
+            raise NotFound(f"unknown image {key!r}", "unknown_image")
+        if form.confirm:
+            fields: list[str] = list(form.fields) or ["type", "color"]
+            changes: dict[str, str | None] = {
+                f: getattr(current, f) for f in fields if f not in current.manual and getattr(current, f)
+            }
+            if changes:
+                out.append(FixRequest(key, changes, advertiser, form.scope, form.comment or None, confirmation=True))
+            continue
+        one = FixForm(csrf=form.csrf, image_key=key, type=form.type, color=form.color, scope=form.scope)
+        changes = _fix_changes(current, one)
+        if changes:
+            out.append(FixRequest(key, changes, advertiser, form.scope, form.comment or None))
+    return out
+
+
+def _cards_html(
+    state: AppState, viewer: Viewer, advertiser: str, keys: set[str], cache: ListingCache, back: str
+) -> dict[str, str]:
+    """The changed cards rendered again, by their place in the listing (an image shown under two
+    URLs is two cards), so the page swaps them in place: no reload, no jump."""
+    rows, answers = cache.get(state, advertiser)
+    low = state.settings.low_confidence
+    return {
+        str(i): str(
+            card_macro(_card(row, answers.get(row.content_key), state.settings, i), advertiser, viewer, back, low)
+        )
+        for i, row in enumerate(rows, 1)
+        if row.content_key in keys
+    }
+
+
+@router.post("/advertisers/{advertiser:path}/bulk")
+async def bulk(
+    request: Request, advertiser: str, state: State, viewer: Who, form: Annotated[BulkForm, Form()]
+) -> Response:
+    """Set type and/or color of many images at once, or confirm their answers ("Looks right")."""
+    check_csrf(viewer, form.csrf)
+    Access.advertiser_view(viewer.who, advertiser)
+    cache = request.app.state.lotlens_listings
+    requests = await asyncio.to_thread(_bulk_requests, state, viewer, advertiser, form, cache)
+    rows = await asyncio.to_thread(state.access.record_fixes, viewer.who, requests) if requests else []
+    keys = {r.image_key for r in requests}
+    back = _filters_from(form.filter)
+    cards = await asyncio.to_thread(_cards_html, state, viewer, advertiser, keys, cache, back)
+    verb = "Confirmed" if form.confirm else "Saved"
+    n = len(keys)
+    message = f"{verb} {n} image{'' if n == 1 else 's'}." if n else "Nothing changed: they already had that answer."
+    return JSONResponse({"message": message, "fix_ids": [r.id for r in rows], "changed": sorted(keys), "cards": cards})
+
+
+@router.post("/advertisers/{advertiser:path}/undo")
+async def undo(
+    request: Request, advertiser: str, state: State, viewer: Who, form: Annotated[UndoForm, Form()]
+) -> Response:
+    """Undo the page's last action: compensating fixes, the history stays append-only."""
+    check_csrf(viewer, form.csrf)
+    Access.advertiser_view(viewer.who, advertiser)
+    rows = await asyncio.to_thread(state.access.undo_fixes, viewer.who, advertiser, form.fix_ids)
+    keys = {r.content_key for r in rows}
+    cache = request.app.state.lotlens_listings
+    cards = await asyncio.to_thread(_cards_html, state, viewer, advertiser, keys, cache, "")
+    n = len(keys)
+    return JSONResponse({"message": f"Undone: {n} image{'' if n == 1 else 's'} back as before.", "cards": cards})

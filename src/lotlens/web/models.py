@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from lotlens.access import Access
 from lotlens.api import AppState
+from lotlens.errors import InvalidInput
 from lotlens.web.common import State, Who, check_csrf, render, see_other
 from lotlens.web.plots import line_chart, sparkline
 
@@ -85,6 +86,38 @@ class PromoteForm(BaseModel):
     csrf: str = Field(max_length=200)
     alias: Literal["champion", "challenger"] = "champion"
     reason: str | None = Field(default=None, max_length=2000)
+    confirm: bool = False  # the promote form's "yes, serve this model" box
+
+
+def _compared(sweep: dict[str, Any] | None, models: list[Any], champion: str | None) -> dict[str, Any] | None:
+    """The last sweep with the champion beside its candidates: each candidate's differences from the
+    champion, and each registered candidate's registry scores next to its sweep scores. Scores are
+    only compared on the same test set (the same dataset); otherwise the page says they differ."""
+    if sweep is None:
+        return None
+    by_version = {m.version: m for m in models}
+
+    def scores(m: Any) -> dict[str, Any]:
+        t, c = m.metrics.get("type") or {}, m.metrics.get("color") or {}
+        return {
+            "type_accuracy": t.get("accuracy"),
+            "placeholder_recall": (t.get("recall") or {}).get("Placeholder"),
+            "color_accuracy": c.get("accuracy"),
+            "dataset": m.dataset,
+        }
+
+    champ = by_version.get(champion or "")
+    sweep["champion"] = {"version": champion, **scores(champ)} if champ else None
+    sweep["same_test_set"] = champ is not None and champ.dataset == sweep.get("dataset")
+    for row in sweep.get("rows", []):
+        registered = by_version.get(row.get("version") or "")
+        row["registry"] = scores(registered) if registered else None
+        row["delta"] = {
+            k: row[k] - sweep["champion"][k]
+            for k in ("type_accuracy", "placeholder_recall", "color_accuracy")
+            if sweep["same_test_set"] and row.get(k) is not None and sweep["champion"][k] is not None
+        }
+    return sweep
 
 
 router = APIRouter()
@@ -97,12 +130,14 @@ async def models_page(
     Access.require_staff(viewer.who)
 
     def load() -> dict[str, Any]:
+        aliases = state.registry.aliases()
+        models = state.registry.models()[::-1]
         return {
             "serving": state.champion().version,
-            "aliases": state.registry.aliases(),
-            "models": state.registry.models()[::-1],
+            "aliases": aliases,
+            "models": models,
             "promotions": state.registry.history()[::-1],
-            "sweep": _last_sweep(state.settings.data_dir),
+            "sweep": _compared(_last_sweep(state.settings.data_dir), models, aliases.get("champion")),
             "watch": _watch(state, days),
             "days": days,
         }
@@ -124,6 +159,10 @@ async def sweep_file(sweep_id: str, name: Literal["report.html", "metrics.png"],
 async def promote(version: str, state: State, viewer: Who, form: Annotated[PromoteForm, Form()]) -> Response:
     check_csrf(viewer, form.csrf)
     Access.require_admin(viewer.who, "promotes models")
+    if not (form.reason or "").strip():
+        raise InvalidInput("say why this model should serve: promoting needs a reason", "reason_required")
+    if not form.confirm:
+        raise InvalidInput("tick the confirmation box to promote", "confirmation_required")
     await asyncio.to_thread(
         state.registry.promote, version, actor=viewer.who.name, reason=form.reason or None, alias=form.alias
     )

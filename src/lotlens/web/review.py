@@ -19,7 +19,7 @@ from lotlens.web.inventory import _kept_thumb
 
 class DecisionForm(BaseModel):
     csrf: str = Field(max_length=200)
-    action: Literal["accept", "reject", "relabel"]
+    action: Literal["accept", "reject", "relabel", "undo"]
     value: str | None = Field(default=None, max_length=32)
     back: str = Field(default="", max_length=2000)
 
@@ -35,12 +35,16 @@ async def review_page(
     dataset: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["pending", "accepted", "rejected", "relabelled", ""], Query()] = "pending",
     error: Annotated[str, Query(max_length=16)] = "",
+    item: Annotated[int, Query(ge=0, lt=2**63)] = 0,
 ) -> Response:
     Access.require_staff(viewer.who)
     everything = await asyncio.to_thread(ReviewQueue(state.store).items, dataset or None, status or None)
     items = everything[:REVIEW_PAGE]  # the most urgent first; deciding them brings up the next
     datasets = await asyncio.to_thread(ReviewQueue(state.store).datasets)
     thumbs = {i.content_key: _kept_thumb(state.settings, i.content_key, 160) for i in items}
+    shared = await asyncio.to_thread(state.store.answers, [i.content_key for i in items], None)
+    # relabel starts on the model's best guess: the item's own, else the image's current answer
+    guesses = {i.id: i.model_value or getattr(shared.get(i.content_key), i.field, None) for i in items}
     return render(
         request,
         viewer,
@@ -48,6 +52,8 @@ async def review_page(
         items=items,
         total=len(everything),
         thumbs=thumbs,
+        guesses=guesses,
+        decided=item,
         datasets=datasets,
         dataset=dataset or "",
         status=status,
@@ -62,12 +68,14 @@ async def review_decide(item_id: int, state: State, viewer: Who, form: Annotated
     check_csrf(viewer, form.csrf)
     Access.require_staff(viewer.who)
     back = "/review?" + urlencode([(k, val) for k, val in parse_qsl(form.back) if k in ("dataset", "status")])
+    queue = ReviewQueue(state.store)
+    if form.action == "undo":
+        await asyncio.to_thread(queue.reopen, item_id)
+        return see_other(back, done="reopened")
     try:
-        rec = await asyncio.to_thread(
-            ReviewQueue(state.store).decide, item_id, form.action, viewer.who.name, form.value
-        )
+        rec = await asyncio.to_thread(queue.decide, item_id, form.action, viewer.who.name, form.value)
     except InvalidInput as exc:
         if exc.code == "conflict_labels":
             return see_other(back, error="conflict")
         raise
-    return see_other(back, done=rec.status)
+    return see_other(back, done=rec.status, item=str(rec.id))
