@@ -160,14 +160,16 @@ def monitor(
         bool, typer.Option("--json", help='JSON Lines: one object per advertiser and model, then {"flag": ...} lines')
     ] = False,
 ) -> None:
-    """Per model version and advertiser: answers, type mix, fixes per 1,000 answers; flags what moved."""
+    """Per model version and advertiser: images answered (each once a day, from the model or the
+    cache), type mix, fixes per 1,000 answers; flags what moved, naming the model that served."""
     from lotlens.store.registry import Registry
     from lotlens.train.monitor import watch
 
     settings = _settings()
     store = _open_store(settings)
-    _announce("monitor", settings, Registry(store).alias("champion"), days=days)
-    w = watch(store, days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
+    champion = Registry(store).alias("champion")
+    _announce("monitor", settings, champion, days=days)
+    w = watch(store, days, recent_days, fix_rate_factor, min_fix_rate, mix_shift, champion=champion)
     if as_json:
         for f in w.recent:
             base = w.baseline.get((f.advertiser, f.model_version))
@@ -182,7 +184,8 @@ def monitor(
     for col in (
         "advertiser",
         "model",
-        "answers",
+        "images",
+        "model/cache",
         *(f"% {t}" for t in ("Dealer", "Stock", "Placeholder")),
         "fixes",
         "fixes/1000",
@@ -196,6 +199,7 @@ def monitor(
             f.advertiser,
             f.model_version,
             str(f.answers),
+            f"{f.sources.get('model', 0)}/{f.sources.get('cache', 0)}",
             *(f"{100 * mix[t]:.0f}" for t in mix),
             str(f.fixes),
             f"{f.fix_rate:.1f}",
