@@ -299,4 +299,5 @@ class InventoryQueries(StoreBase):
     def forget_served(self, before: date) -> int:
         """Drop the served-image rows of days before `before` (retention); returns how many."""
         with self._session.begin() as s:
-            return int(s.execute(delete(ServedImage).where(ServedImage.day < before)).rowcount or 0)
+            result: Any = s.execute(delete(ServedImage).where(ServedImage.day < before))
+            return int(result.rowcount or 0)
