@@ -110,6 +110,32 @@ async def models_page(
     return render(request, viewer, "models.html", **(await asyncio.to_thread(load)))
 
 
+def _card(state: AppState, version: str) -> dict[str, Any]:
+    from lotlens.train.card import CARD_JSON, make_card
+    from lotlens.vision.pipeline import MODEL_FILE
+
+    rec = state.registry.get(version)
+    if rec is None:
+        raise HTTPException(404, f"no registered model {version}")
+    folder = Path(rec.path) if Path(rec.path).is_absolute() else state.settings.data_dir / rec.path
+    try:
+        card: dict[str, Any] = json.loads((folder / CARD_JSON).read_text())
+    except (OSError, ValueError):
+        try:  # a folder from before cards: the same card, made from its model.json
+            card = make_card(json.loads((folder / MODEL_FILE).read_text()))
+        except (OSError, ValueError):
+            raise HTTPException(404, f"the folder of {version} cannot be read") from None
+    return card
+
+
+@router.get("/models/{version}/card", response_class=HTMLResponse)
+async def model_card(version: str, request: Request, state: State, viewer: Who) -> Response:
+    """A registered model's card: data, metrics per class and per source, intended use, known limits."""
+    Access.require_staff(viewer.who)
+    card = await asyncio.to_thread(_card, state, version)
+    return render(request, viewer, "model_card.html", card=card)
+
+
 @router.get("/models/sweeps/{sweep_id}/{name}")
 async def sweep_file(sweep_id: str, name: Literal["report.html", "metrics.png"], state: State, viewer: Who) -> Response:
     Access.require_staff(viewer.who)
