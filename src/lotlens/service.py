@@ -172,7 +172,7 @@ class Service:
         self.settings = settings
         self.store = store
         self._pipeline = pipeline
-        self._fetcher = fetcher or (lambda: Fetcher(settings))
+        self._fetcher = fetcher or (lambda: Fetcher(self.settings))
         self.images = ImageFolder(settings.data_dir) if settings.keep_images else None
         self.decode_budget = MemoryBudget(settings.decode_memory)
         # Inference batched across concurrent batches of this process, one model call at a time.

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from lotlens import __version__
 from lotlens.api import problems
@@ -72,6 +73,9 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         return response
 
     app.add_middleware(RequestGuard, settings=settings, key_ok=lambda token: find_key(settings, token) is not None)
+    # Outermost: a TLS proxy's X-Forwarded-Proto/-For count only from LOTLENS_TRUSTED_PROXIES, so the
+    # session cookie is Secure behind it and nobody else can claim https or another address.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in ROUTERS:
         app.include_router(router)
     add_docs(app)
