@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -31,6 +32,22 @@ class ImageFolder:
                 f.write(data)
             os.replace(tmp, target)
         return target
+
+    def keys(self) -> Iterator[tuple[str, Path]]:
+        """Every kept image as (content key, file), in no particular order."""
+        for path in (self.root / "images").glob("??/*"):
+            if len(path.name) == 64 and not path.name.startswith("."):
+                yield "c:" + path.name, path
+
+    def remove(self, content_key: str) -> int:
+        """Delete an image's bytes; returns the bytes freed (0 when it was not kept)."""
+        path = self.path(content_key)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
 
     def get(self, content_key: str) -> bytes | None:
         try:

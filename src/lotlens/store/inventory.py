@@ -134,6 +134,20 @@ class InventoryQueries(StoreBase):
         with self._session() as s:
             return set(s.scalars(select(Fix.content_key).where(Fix.content_key.in_(keys)).distinct()))
 
+    def last_seen(self, content_keys: Iterable[str]) -> dict[str, datetime]:
+        """content key -> the latest time any advertiser showed it (keys never shown are absent)."""
+        keys = list(set(content_keys))
+        out: dict[str, datetime] = {}
+        with self._session() as s:
+            for i in range(0, len(keys), 1000):
+                q = (
+                    select(Sighting.content_key, func.max(Sighting.last_seen))
+                    .where(Sighting.content_key.in_(keys[i : i + 1000]))
+                    .group_by(Sighting.content_key)
+                )
+                out.update((k, t) for k, t in s.execute(q))
+        return out
+
     def predicted_by(self, content_keys: Iterable[str], model_version: str) -> set[str]:
         """The keys among `content_keys` that already have a prediction by `model_version`."""
         keys = list(set(content_keys))
