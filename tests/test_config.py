@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lotlens.cli import app
-from lotlens.config import load
+from lotlens.config import Settings, load
 from lotlens.errors import ConfigError
 
 runner = CliRunner()
@@ -155,3 +155,13 @@ def test_config_show_masks_secrets_and_says_where_state_lives(tmp_path: Path, mo
     assert str(tmp_path / "relative-data") in table.stdout
     assert "LOTLENS_PORT=8000" in table.stdout
     assert GOOD_KEY not in table.output
+
+
+def test_settings_are_frozen_once_loaded() -> None:
+    from pydantic import ValidationError
+
+    settings = Settings()
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.port = 9000  # type: ignore[misc]
+    assert settings.model_copy(update={"port": 9000}).port == 9000
+    assert settings.port == 8000

@@ -98,7 +98,7 @@ def test_server_switches_models_without_failing_a_request(
     tmp_path: Path, settings: Settings, store: Store, pipeline: Pipeline, server: str
 ) -> None:
     admin = ApiKey(name="root", key="r" * 32, role="admin")
-    settings.api_keys = [admin]
+    settings = settings.model_copy(update={"api_keys": [admin]})
     b = register(store, variant(tmp_path, "lotlens-b", 0.45), settings, "ana")
     hdr = {"Authorization": f"Bearer {admin.key}"}
     seen: list[tuple[int, str | None]] = []

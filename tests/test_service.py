@@ -145,7 +145,7 @@ def test_every_failure_mode_skips_with_its_reason_and_never_fails_the_batch(serv
         "ftp://example.com/x.jpg": "bad_url",
         "not a url": "bad_url",
     }
-    service.settings.fetch_timeout = 0.5
+    service.settings = service.settings.model_copy(update={"fetch_timeout": 0.5})
     urls = [f"{server}/car.jpg", *cases, f"{server}/wrong-type.jpg"]
     results = classify(service, "adv", *urls)
     assert [r.url for r in results] == urls
@@ -218,20 +218,20 @@ def test_a_cdn_that_keeps_its_etag_over_new_bytes_is_caught_by_verification(serv
     [first] = classify(service, "adv", url)
     [honest] = classify(service, "adv", url)
     assert (honest.image_key, service.last_stats.gets) == (first.image_key, 0)
-    service.settings.verify_fraction = 1.0
+    service.settings = service.settings.model_copy(update={"verify_fraction": 1.0})
     classify(service, "adv", url)
     assert (service.last_stats.verified, service.last_stats.header_key_mismatches) == (1, 0)
     NAMES["/img/liar.jpg"] = "yellow"  # new bytes, same URL, same strong ETag
-    service.settings.verify_fraction = 0.0
+    service.settings = service.settings.model_copy(update={"verify_fraction": 0.0})
     [stale] = classify(service, "adv", url)
     assert stale.image_key == first.image_key  # unverified, the lie goes unnoticed
-    service.settings.verify_fraction = 1.0
+    service.settings = service.settings.model_copy(update={"verify_fraction": 1.0})
     [caught] = classify(service, "adv", url)
     assert service.last_stats.header_key_mismatches == 1
     assert caught.image_key != first.image_key
     assert caught.source == "model"
     assert not service.store.host_trusted("127.0.0.1")
-    service.settings.verify_fraction = 0.0
+    service.settings = service.settings.model_copy(update={"verify_fraction": 0.0})
     [after] = classify(service, "adv", url)  # content keys only from now on: a GET every time
     assert (after.image_key, service.last_stats.gets, service.last_stats.heads) == (caught.image_key, 1, 0)
 

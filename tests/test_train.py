@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,80 @@ def test_evaluate_compare_two_models_side_by_side(trained: tuple[Path, Path, Pat
     thumbs = sorted((tmp_path / "cmp" / "thumbs").iterdir())
     assert len(thumbs) == len({d["path"] for d in r["differ"] if d["path"] != "img/test-broken.jpg"})
     assert all(t.read_bytes()[:2] == b"\xff\xd8" for t in thumbs)
+
+
+def test_train_writes_its_card_and_training_images(trained: tuple[Path, Path, Path]) -> None:
+    model, _, root = trained
+    meta = json.loads((model / "model.json").read_text())
+    seen = json.loads((model / "training_images.json").read_text())
+    assert seen["manifest_sha256"] == meta["manifest"]["sha256"]
+    rows = read_manifest(root / "train.csv")
+    assert seen["sha256"] == sorted({hashlib.sha256((root / r.path).read_bytes()).hexdigest() for r in rows})
+    card = json.loads((model / "card.json").read_text())
+    assert card["version"] == meta["version"]
+    assert card["data"]["type"] == meta["data"]["type"]
+    per_type = {c["label"]: c for c in card["metrics"]["per_class"]["type"]}
+    assert per_type["Placeholder"]["recall"] == meta["metrics"]["type"]["recall"]["Placeholder"]
+    assert per_type["Stock"]["n"] == meta["metrics"]["type"]["support"]["Stock"]
+    assert {g["group"] for g in card["metrics"]["per_source"]["type"]} == {
+        g["group"] for g in meta["metrics"]["groups"]
+    }
+    assert sum(g["n"] for g in card["metrics"]["per_source"]["color"]) == meta["metrics"]["color"]["n"]
+    assert card["intended_use"]
+    # Each color has a few dozen rows here: every one is named as a known limit, with its count.
+    for color, n in meta["data"]["color"].items():
+        assert f"color {color}: only {n} training rows (real and recolored)." in card["known_limits"]
+    page = (model / "model_card.md").read_text()
+    assert page.startswith(f"# Model card: {meta['version']}\n")
+    shown = runner.invoke(app, ["models", "card", str(model)])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout == page + "\n"
+    as_json = runner.invoke(app, ["models", "card", str(model), "--json"])
+    assert json.loads(as_json.stdout) == card
+
+
+def test_evaluate_warns_about_rows_the_model_was_trained_on(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, test_csv, root = trained
+    clean = runner.invoke(app, ["evaluate", "--model", str(model), "--manifest", str(test_csv), "--json"])
+    c = json.loads(clean.stdout)
+    assert c["training_overlap"] == {"shared": 0, "scored": 18}
+    assert c["unseen"] == c["overall"]
+    assert "warning" not in clean.stderr
+    # The test rows plus five training images under new names: same bytes, so still seen in training.
+    leaked = [r for r in read_manifest(root / "train.csv") if "broken" not in r.path][:5]
+    lines = test_csv.read_text().splitlines()
+    for i, r in enumerate(leaked):
+        copy = f"img/{tmp_path.name}-leak-{i}{Path(r.path).suffix}"
+        (root / copy).write_bytes((root / r.path).read_bytes())
+        lines.append(f"{copy},{r.type},{r.color or ''},{r.group},")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("\n".join(lines) + "\n")
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(model), "--manifest", str(mixed), "--images-root", str(root), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["training_overlap"] == {"shared": 5, "scored": 23}
+    assert r["overall"]["n_type"] == 23
+    assert r["unseen"] == c["overall"]  # the unseen rows are exactly the clean test set
+    assert "warning: 5 of 23 scored rows share their image (sha256) with the model's training manifest" in res.stderr
+    table = runner.invoke(
+        app, ["evaluate", "--model", str(model), "--manifest", str(mixed), "--images-root", str(root)]
+    )
+    assert "never saw in training" in table.stdout
+
+
+def test_evaluate_says_when_the_overlap_is_unknown(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    model, test_csv, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    seen = json.loads((copy / "training_images.json").read_text())
+    seen["manifest_sha256"] = "0" * 64  # the hashes of another manifest must not vouch for this one
+    (copy / "training_images.json").write_text(json.dumps(seen))
+    for state in ("stale", "missing"):
+        res = runner.invoke(app, ["evaluate", "--model", str(copy), "--manifest", str(test_csv), "--json"])
+        assert res.exit_code == 0, res.output
+        r = json.loads(res.stdout)
+        assert (r["training_overlap"], r["unseen"]) == (None, None), state
+        assert "whether these rows were in its training data is unknown" in res.stderr
+        (copy / "training_images.json").unlink(missing_ok=True)

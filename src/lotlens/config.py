@@ -28,9 +28,11 @@ class ApiKey(BaseModel):
 
 
 class Settings(BaseSettings):
-    """lotlens settings. Built once at an edge (the CLI, the server, a worker) and passed down."""
+    """lotlens settings. Built once at an edge (the CLI, the server, a worker) and passed down;
+    frozen, so what a process logged at start is what it runs with (`model_copy(update=...)` makes
+    a changed copy)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=ENV_FILE)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=ENV_FILE, frozen=True)
 
     data_dir: Path = Field(default=Path("lotlens-data"), description="local data folder")
     storage_url: str | None = Field(
@@ -78,6 +80,10 @@ class Settings(BaseSettings):
     api_keys: list[ApiKey] = Field(default_factory=list, description='JSON: [{"name", "key", "role"}]')
     host: str = Field(default="127.0.0.1", description="serve: address to bind")
     port: int = Field(default=8000, gt=0, lt=65536, description="serve: port")
+    trusted_proxies: str = Field(
+        default="127.0.0.1",
+        description="serve: comma-separated addresses or networks whose X-Forwarded-Proto/-For are believed; * = any",
+    )
     model_poll_seconds: float = Field(default=10.0, gt=0, description="how often serve checks for a new champion")
     keep_images: bool = Field(default=True, description="keep classified images' bytes for datasets")
     dataset_min_side: int = Field(default=64, ge=1, description="datasets drop images smaller than this")
@@ -104,6 +110,20 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (v.strip() for v in value.split(",")):
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError("each item must be an address, a network (10.0.0.0/8) or *") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -173,7 +173,7 @@ class Service:
         self.settings = settings
         self.store = store
         self._pipeline = pipeline
-        self._fetcher = fetcher or (lambda: Fetcher(settings))
+        self._fetcher = fetcher or (lambda: Fetcher(self.settings))
         self.images = ImageFolder(Storage.from_settings(settings)) if settings.keep_images else None
         self.decode_budget = MemoryBudget(settings.decode_memory)
         # Inference batched across concurrent batches of this process, one model call at a time.
@@ -525,13 +525,12 @@ class Batch:
                 for w in skipped
             ],
         )
-        counts: dict[tuple[str, str, str], int] = {}
+        served: list[tuple[str, str, str, str]] = []
         for w in self.work:
             r = w.result
             if r.status == "skipped":
                 reason = r.reason or "unknown"
                 self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
-            elif r.type and r.source:
-                key = (r.model_version or "manual", r.type, r.source)
-                counts[key] = counts.get(key, 0) + 1
-        self.store.count_answers(self.advertiser, counts)
+            elif r.type and r.source and w.content_key:
+                served.append((w.content_key, r.model_version or "manual", r.type, r.source))
+        self.store.count_served(self.advertiser, served)

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 
 INDEX = "FILES.sha256"
 VARIABLE = "LOTLENS_STORAGE_URL"
+
+
+def _modified(info: Mapping[str, Any]) -> datetime:
+    """An fsspec listing entry's last-modified time (S3 says LastModified, others mtime)."""
+    when = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
+    if isinstance(when, datetime):
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    if isinstance(when, int | float):
+        return datetime.fromtimestamp(when, UTC)
+    return datetime.now(UTC)  # unknown: counts as new, so retention keeps it
 
 
 def sha256_file(path: Path) -> str:
@@ -201,6 +212,27 @@ class Storage:
                 return sorted(self._rel(p) for p in self.fs.find(full))
             except FileNotFoundError:
                 return []
+
+    def stat_files(self, prefix: str) -> dict[str, tuple[int, datetime]]:
+        """The files under `prefix` with their size and last-modified time, by path relative to the
+        root; none when the prefix does not exist (for retention, which needs both)."""
+        full = self._path(prefix)
+        with self._errors("list", prefix):
+            if self.local:
+                root = Path(self.url)
+                found: dict[str, tuple[int, datetime]] = {}
+                for p in Path(full).rglob("*"):
+                    rel = p.relative_to(root).as_posix()
+                    if any(part.startswith(".partial") for part in rel.split("/")) or not p.is_file():
+                        continue
+                    st = p.stat()
+                    found[rel] = (st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+                return found
+            try:
+                infos = self.fs.find(full, detail=True)
+            except FileNotFoundError:
+                return {}
+            return {self._rel(path): (int(i.get("size") or 0), _modified(i)) for path, i in infos.items()}
 
     def delete(self, rel: str) -> None:
         """Remove a file or a folder with everything under it; nothing when it is not there."""

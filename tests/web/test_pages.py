@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import SecretStr
 
 from lotlens.store.registry import Registry
 from lotlens.store.repository import Answer
@@ -56,11 +57,19 @@ def test_sign_in_refuses_a_wrong_key_a_missing_token_and_a_foreign_redirect(app_
     assert res.headers["location"] == "/"
 
 
-def test_a_session_ends_with_its_key(site: Site, app_client: TestClient) -> None:
-    sign_in(app_client, "b")
-    assert app_client.get("/advertisers/b").status_code == 200
-    site.settings.api_keys = [k for k in site.settings.api_keys if k.role != "advertiser:b"]
-    res = app_client.get("/advertisers/b", follow_redirects=False)
+def test_a_session_ends_with_its_key(site: Site) -> None:
+    # One session secret on both sides: the session ends because its key left, not because the
+    # secret derived from the keys changed.
+    before = site.settings.model_copy(update={"session_secret": SecretStr("s" * 32)})
+    after = before.model_copy(update={"api_keys": [k for k in before.api_keys if k.role != "advertiser:b"]})
+    with TestClient(create_app(before, site.store, site.pipeline)) as c:
+        sign_in(c, "b")
+        assert c.get("/advertisers/b").status_code == 200
+        cookies = dict(c.cookies)
+    with TestClient(create_app(before, site.store, site.pipeline), cookies=cookies) as c:
+        assert c.get("/advertisers/b", follow_redirects=False).status_code == 200  # a restart keeps it
+    with TestClient(create_app(after, site.store, site.pipeline), cookies=cookies) as c:
+        res = c.get("/advertisers/b", follow_redirects=False)
     assert res.status_code == 303
     assert res.headers["location"].startswith("/signin")
 
@@ -369,8 +378,8 @@ def test_pages_carry_security_headers_and_the_api_keeps_json_errors(app_client: 
 
 
 def test_local_mode_needs_no_sign_in_but_still_checks_csrf(site: Site) -> None:
-    site.settings.api_keys = []
-    with TestClient(create_app(site.settings, site.store, site.pipeline)) as c:
+    local = site.settings.model_copy(update={"api_keys": []})
+    with TestClient(create_app(local, site.store, site.pipeline)) as c:
         page = c.get("/advertisers/a")
         assert page.status_code == 200
         assert "local · admin" in page.text
@@ -403,13 +412,14 @@ def test_low_confidence_is_the_weaker_field_the_model_made() -> None:
     assert _lowest_score(Answer("c:1", "Placeholder", None, {"type": {"Placeholder": 0.45}})) == 0.45
 
 
-def test_low_confidence_filter_on_the_site(site: Site, app_client: TestClient) -> None:
+def test_low_confidence_filter_on_the_site(site: Site) -> None:
     # The scripted model gives every photo a color score of 0.8 and every placeholder a type score
     # of 0.9: under 0.85, the five photos are unsure and the three placeholders are not.
-    site.settings.low_confidence = 0.85  # the app reads the same settings object
+    stricter = site.settings.model_copy(update={"low_confidence": 0.85})
     cars = {site.keys[f"car{i}"] for i in range(5)}
-    sign_in(app_client, "a")
-    page = app_client.get("/advertisers/a?low=1")
+    with TestClient(create_app(stricter, site.store, site.pipeline)) as c:
+        sign_in(c, "a")
+        page = c.get("/advertisers/a?low=1")
     shown = set(re.findall(r'data-testid="card" data-key="([^"]+)"', page.text))
     assert len(shown) == site.settings.page_size
     assert shown <= cars

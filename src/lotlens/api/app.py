@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from lotlens import __version__
 from lotlens.api import problems
 from lotlens.api.deps import AppState, find_key
+from lotlens.api.docs import add_docs
 from lotlens.api.guard import RequestGuard
 from lotlens.api.routes import classify, fixes, images, jobs, models, ops, review
 from lotlens.champion import Champion
@@ -51,6 +53,8 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         title="lotlens",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # add_docs: the same page, from local files
+        redoc_url=None,
         description="Type and color tags for car dealers' inventory photos. Authenticate with "
         "`Authorization: Bearer <API key>` (the Authorize button); errors are RFC 9457 problem details "
         "with a stable `code`.",
@@ -69,6 +73,10 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         return response
 
     app.add_middleware(RequestGuard, settings=settings, key_ok=lambda token: find_key(settings, token) is not None)
+    # Outermost: a TLS proxy's X-Forwarded-Proto/-For count only from LOTLENS_TRUSTED_PROXIES, so the
+    # session cookie is Secure behind it and nobody else can claim https or another address.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in ROUTERS:
         app.include_router(router)
+    add_docs(app)
     return app

@@ -1,4 +1,4 @@
-"""`lotlens dataset create|import|review`, `reclassify` and `monitor`: the retraining loop's data."""
+"""`lotlens dataset ...`, `reclassify`, `monitor` and `images prune`: the retraining loop's data."""
 
 from __future__ import annotations
 
@@ -160,14 +160,16 @@ def monitor(
         bool, typer.Option("--json", help='JSON Lines: one object per advertiser and model, then {"flag": ...} lines')
     ] = False,
 ) -> None:
-    """Per model version and advertiser: answers, type mix, fixes per 1,000 answers; flags what moved."""
+    """Per model version and advertiser: images answered (each once a day, from the model or the
+    cache), type mix, fixes per 1,000 answers; flags what moved, naming the model that served."""
     from lotlens.store.registry import Registry
     from lotlens.train.monitor import watch
 
     settings = _settings()
     store = _open_store(settings)
-    _announce("monitor", settings, Registry(store).alias("champion"), days=days)
-    w = watch(store, days, recent_days, fix_rate_factor, min_fix_rate, mix_shift)
+    champion = Registry(store).alias("champion")
+    _announce("monitor", settings, champion, days=days)
+    w = watch(store, days, recent_days, fix_rate_factor, min_fix_rate, mix_shift, champion=champion)
     if as_json:
         for f in w.recent:
             base = w.baseline.get((f.advertiser, f.model_version))
@@ -182,7 +184,8 @@ def monitor(
     for col in (
         "advertiser",
         "model",
-        "answers",
+        "images",
+        "model/cache",
         *(f"% {t}" for t in ("Dealer", "Stock", "Placeholder")),
         "fixes",
         "fixes/1000",
@@ -196,6 +199,7 @@ def monitor(
             f.advertiser,
             f.model_version,
             str(f.answers),
+            f"{f.sources.get('model', 0)}/{f.sources.get('cache', 0)}",
             *(f"{100 * mix[t]:.0f}" for t in mix),
             str(f.fixes),
             f"{f.fix_rate:.1f}",
@@ -206,3 +210,45 @@ def monitor(
         out.print(f"[yellow]flag:[/yellow] {flag}")
     if not w.flags:
         out.print("no advertiser moved past the thresholds")
+
+
+images_app = typer.Typer(no_args_is_help=True, help="Kept image bytes: retention.")
+app.add_typer(images_app, name="images")
+
+
+@images_app.command("prune")
+def images_prune(
+    older_than: Annotated[
+        int, typer.Option(min=1, help="days: delete bytes of images no advertiser has shown for this long")
+    ],
+    served_days: Annotated[
+        int, typer.Option(min=1, help="days of the watch's per-image served rows to keep (monitor reads 14)")
+    ] = 90,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would go; delete nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
+) -> None:
+    """Delete the kept bytes of images not shown for --older-than days, except those a dataset
+    version uses or someone fixed; drop served-image rows older than --served-days."""
+    from datetime import timedelta
+
+    from lotlens.train.retention import prune
+
+    settings = _settings()
+    store = _open_store(settings)
+    _announce("images prune", settings, None, older_than=older_than, dry_run=dry_run)
+    try:
+        r = prune(settings, store, timedelta(days=older_than), timedelta(days=served_days), dry_run)
+    except LotlensError as exc:
+        _fail(exc)
+    finally:
+        store.engine.dispose()
+    if as_json:
+        _json_line(asdict(r) | {"removed": len(r.removed)})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out.print(
+        f"{r.images} kept images: {verb} {len(r.removed)} ({r.bytes_freed / 1e6:.1f} MB); kept {r.in_dataset} in a "
+        f"dataset, {r.fixed} fixed, {r.recent} shown within {older_than} days"
+    )
+    if not dry_run:
+        out.print(f"served-image rows older than {served_days} days: {r.served_rows_removed} dropped")

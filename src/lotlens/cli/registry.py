@@ -10,9 +10,8 @@ import typer
 from rich.table import Table
 
 from lotlens.cli.common import _die, _fail, _json_line, _open_store, _pct, _settings, app, out
-from lotlens.errors import (
-    LotlensError,
-)
+from lotlens.errors import LotlensError, StorageError
+from lotlens.storage import Storage
 
 
 @app.command()
@@ -148,3 +147,63 @@ def models_rollback(
         _json_line(asdict(rec))
         return
     out.print(f"{rec.alias}: {rec.from_version} -> {rec.to_version} (rollback)")
+
+
+@models_app.command("card")
+def models_card(
+    model: Annotated[str, typer.Argument(help="a registered version, or a model folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the card as one line of JSON")] = False,
+    write: Annotated[
+        bool, typer.Option("--write", help="a folder only: (re)write its card.json and model_card.md from model.json")
+    ] = False,
+    training_manifest: Annotated[
+        Path | None,
+        typer.Option(help="with --write: the manifest it was trained on, for training_images.json (sha256 checked)"),
+    ] = None,
+    images_root: Annotated[Path | None, typer.Option(help="folder the training manifest's paths are in")] = None,
+) -> None:
+    """A model's card: data, metrics per class and per source, intended use, known limits."""
+    import json
+
+    from lotlens.train.card import CARD_JSON, card_markdown, make_card, write_card, write_training_images
+    from lotlens.train.manifest import manifest_sha256
+    from lotlens.vision.pipeline import MODEL_FILE
+
+    folder = Path(model)
+    if not (folder / MODEL_FILE).is_file():
+        if write:
+            raise _die(f"--write needs a model folder; {model} is not one (registered folders never change)")
+        settings = _settings()
+        rec = _registry().get(model)
+        if rec is None:
+            raise _die(f"unknown model {model} (neither a registered version nor a model folder)")
+        try:
+            folder = Storage.from_settings(settings).local_folder(rec.path)
+        except StorageError as exc:
+            raise _die(str(exc)) from None
+    try:
+        meta = json.loads((folder / MODEL_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise _die(f"cannot read {folder / MODEL_FILE}: {exc}") from None
+    if write:
+        if training_manifest is not None:
+            expected = (meta.get("manifest") or {}).get("sha256")
+            try:
+                found = manifest_sha256(training_manifest)
+            except OSError as exc:
+                raise _die(f"cannot read {training_manifest}: {exc.strerror}") from None
+            if found != expected:
+                raise _die(f"{training_manifest} is not the manifest {folder} was trained on (sha256 differs)")
+            n = write_training_images(folder, training_manifest, images_root)
+            out.print(f"wrote {folder / 'training_images.json'} ({n} images)")
+        card = write_card(folder, meta)
+        out.print(f"wrote {folder / CARD_JSON} and {folder / 'model_card.md'}")
+        return
+    try:
+        card = json.loads((folder / CARD_JSON).read_text())
+    except (OSError, ValueError):
+        card = make_card(meta)  # a folder from before cards: the same card, made now
+    if as_json:
+        _json_line(card)
+        return
+    out.print(card_markdown(card), markup=False, highlight=False)

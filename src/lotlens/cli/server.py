@@ -87,7 +87,10 @@ def serve(
     where = sock.getsockname()
     _announce("serve", settings, champion or _configured_model(settings), listening=f"{where[0]}:{where[1]}")
     # log_config=None: uvicorn's loggers propagate to the handler `logs.configure` installed.
-    config = uvicorn.Config(create_app(settings), log_config=None, log_level=settings.log_level.lower())
+    # proxy_headers=False: the app reads forwarded headers itself, from LOTLENS_TRUSTED_PROXIES only.
+    config = uvicorn.Config(
+        create_app(settings), log_config=None, log_level=settings.log_level.lower(), proxy_headers=False
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

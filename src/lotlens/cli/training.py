@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lotlens.cli.common import _announce, _die, _fail, _json_line, _pct, _settings, app, out, progress_bar
+from lotlens.cli.common import _announce, _die, _fail, _json_line, _pct, _settings, app, err, out, progress_bar
 from lotlens.errors import (
     LotlensError,
 )
@@ -76,7 +76,7 @@ def _move_if_changed(new: Path, out_dir: Path) -> bool:
     The same model is the same model.json apart from its `created` time (the version is a digest
     of the heads, so equal metadata means equal weights): then nothing in `out_dir` is touched, so
     retraining a tracked model folder on unchanged data leaves git clean. Otherwise only files
-    whose bytes differ are replaced.
+    whose bytes differ are replaced. Files the folder lacks (its card, say) are added either way.
     """
     from lotlens.vision.pipeline import MODEL_FILE
 
@@ -88,15 +88,16 @@ def _move_if_changed(new: Path, out_dir: Path) -> bool:
         d.pop("created", None)
         return dict(d)
 
-    if meta(out_dir) == meta(new):
-        return False
+    same = meta(out_dir) == meta(new)
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in sorted(new.iterdir(), key=lambda f: f.name == MODEL_FILE):  # model.json last: readers see it whole
         target = out_dir / f.name
+        if same and target.exists():
+            continue  # the same model: only files it lacks (a card, say) are added
         if not (target.is_file() and filecmp.cmp(f, target, shallow=False)):
             shutil.copyfile(f, target.with_name(target.name + ".partial"))
             os.replace(target.with_name(target.name + ".partial"), target)
-    return True
+    return not same
 
 
 @app.command()
@@ -148,9 +149,11 @@ def evaluate(
     With `--compare MODEL_DIR`, both models run on the same rows: per class, per group, and the
     images where their answers differ (thumbnails in the HTML report).
     """
+    from lotlens.train.card import read_training_images
     from lotlens.train.evaluate import evaluate as run_evaluate
     from lotlens.train.evaluate import evaluate_compare
     from lotlens.vision import Pipeline
+    from lotlens.vision.pipeline import default_model_dir
 
     settings = _settings()
     if compare is not None:
@@ -180,14 +183,21 @@ def evaluate(
         _print_comparison(both)
         return
     try:
-        pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
+        model_dir = model or settings.model_dir or default_model_dir()
+        pipeline = Pipeline.load(model_dir, settings.threads, settings.batch_size)
+        trained_on = read_training_images(model_dir, (pipeline.folder.meta.get("manifest") or {}).get("sha256"))
         with progress_bar(not as_json) as bar:
             task = bar.add_task("evaluate", total=None)
             result = run_evaluate(
-                pipeline, manifest, images_root, on_step=lambda d, t: bar.update(task, completed=d, total=t)
+                pipeline,
+                manifest,
+                images_root,
+                on_step=lambda d, t: bar.update(task, completed=d, total=t),
+                trained_on=trained_on,
             )
     except LotlensError as exc:
         _fail(exc)
+    _warn_overlap(result)
     if report:
         from lotlens.train.report import write_report
 
@@ -198,6 +208,23 @@ def evaluate(
         _json_line(result)
         return
     _print_evaluation(result)
+
+
+def _warn_overlap(r: dict[str, Any]) -> None:
+    """On stderr, so a --json reader still gets one clean line: how much of the test set the model
+    was trained on."""
+    overlap = r["training_overlap"]
+    if overlap is None:
+        err.print(
+            "[yellow]warning:[/yellow] the model folder has no training_images.json for its training manifest: "
+            "whether these rows were in its training data is unknown"
+        )
+    elif overlap["shared"]:
+        err.print(
+            f"[yellow]warning:[/yellow] {overlap['shared']} of {overlap['scored']} scored rows share their image "
+            f"(sha256) with the model's training manifest: only the {overlap['scored'] - overlap['shared']} "
+            "unseen rows measure it (the 'unseen' column)"
+        )
 
 
 def _print_comparison(r: dict[str, Any]) -> None:
@@ -228,6 +255,17 @@ def _print_evaluation(r: dict[str, Any]) -> None:
     out.print(f"color: n={c['n']}  top-1 {_pct(c['accuracy'])}  top-2 {_pct(c['top2'])}")
     if "color_calibration" in r:
         out.print(f"color confidence: expected calibration error {_pct(r['color_calibration']['ece'])}")
+    if r.get("unseen") is not None:
+        both = Table(title="all scored rows against the rows the model never saw in training")
+        for col in ("", "all", "unseen"):
+            both.add_column(col, justify="left" if not col else "right")
+        a, u = r["overall"], r["unseen"]
+        both.add_row("type rows", str(a["n_type"]), str(u["n_type"]))
+        both.add_row("type accuracy", _pct(a["type_accuracy"]), _pct(u["type_accuracy"]))
+        both.add_row("placeholder recall", _pct(a["placeholder_recall"]), _pct(u["placeholder_recall"]))
+        both.add_row("color rows", str(a["n_color"]), str(u["n_color"]))
+        both.add_row("color top-1", _pct(a["color_accuracy"]), _pct(u["color_accuracy"]))
+        out.print(both)
     for name, m in (("type", t), ("color", c)):
         table = Table(title=f"{name}: per class", show_lines=False)
         for col in ("class", "n", "precision", "recall"):

@@ -167,11 +167,12 @@ def make_celery(settings: Settings) -> Any:
     @app.task(name=MONITOR, shared=False)
     def monitor() -> list[str]:
         """The daily watch (`lotlens monitor`): what moved is logged as a warning and returned."""
+        from lotlens.store.registry import Registry
         from lotlens.train.monitor import watch
 
         store = Store.from_url(settings.resolved_database_url(), migrate=False)
         try:
-            flags = list(watch(store).flags)
+            flags = list(watch(store, champion=Registry(store).alias("champion")).flags)
         finally:
             store.engine.dispose()
         for flag in flags:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the store only passes the root through; `lotlens.storage` owns the I/O
@@ -35,6 +36,19 @@ class ImageFolder:
         if self.storage.local:
             images = {k: data for k, data in images.items() if not self.exists(k)}
         self.storage.put_many({self.relpath(k): data for k, data in images.items()})
+
+    def keys(self) -> dict[str, tuple[int, datetime]]:
+        """Every kept image: content key -> (size in bytes, when it was written)."""
+        found = {}
+        for rel, stat in self.storage.stat_files("images").items():
+            name = rel.rsplit("/", 1)[-1]
+            if len(name) == 64 and rel.count("/") == 2:
+                found["c:" + name] = stat
+        return found
+
+    def remove(self, content_key: str) -> None:
+        """Delete an image's bytes (nothing when they are not kept)."""
+        self.storage.delete(self.relpath(content_key))
 
     def get(self, content_key: str) -> bytes | None:
         return self.storage.get(self.relpath(content_key))

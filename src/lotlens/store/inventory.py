@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from lotlens.store.engine import StoreBase, now
 from lotlens.store.records import HeaderKeyRecord, ImageInfo, Listed, PredictionRecord, SightingRecord
-from lotlens.store.tables import AnswerCount, Fix, HeaderKey, Image, Prediction, Sighting, Skip
+from lotlens.store.tables import Fix, HeaderKey, Image, Prediction, ServedImage, Sighting, Skip
 
 
 class InventoryQueries(StoreBase):
@@ -134,6 +134,20 @@ class InventoryQueries(StoreBase):
         with self._session() as s:
             return set(s.scalars(select(Fix.content_key).where(Fix.content_key.in_(keys)).distinct()))
 
+    def last_seen(self, content_keys: Iterable[str]) -> dict[str, datetime]:
+        """content key -> the latest time any advertiser showed it (keys never shown are absent)."""
+        keys = list(set(content_keys))
+        out: dict[str, datetime] = {}
+        with self._session() as s:
+            for i in range(0, len(keys), 1000):
+                q = (
+                    select(Sighting.content_key, func.max(Sighting.last_seen))
+                    .where(Sighting.content_key.in_(keys[i : i + 1000]))
+                    .group_by(Sighting.content_key)
+                )
+                out.update((k, t) for k, t in s.execute(q))
+        return out
+
     def predicted_by(self, content_keys: Iterable[str], model_version: str) -> set[str]:
         """The keys among `content_keys` that already have a prediction by `model_version`."""
         keys = list(set(content_keys))
@@ -250,32 +264,54 @@ class InventoryQueries(StoreBase):
 
     # -- watch figures ----------------------------------------------------------------------------
 
-    def count_answers(self, advertiser: str, counts: dict[tuple[str, str, str], int], day: date | None = None) -> None:
-        """Add a batch's answers, keyed (model version, type, source), to today's counts."""
-        if not counts:
+    def count_served(
+        self, advertiser: str, answers: Sequence[tuple[str, str, str, str]], day: date | None = None
+    ) -> None:
+        """Record a batch's answers, each (content key, model version, type, source), as served to
+        `advertiser` today: an image counts once a day however often it is asked; the day's last
+        answer says which model served it."""
+        latest = {key: (version, type_, source) for key, version, type_, source in answers}
+        if not latest:
             return
         day = day or now().date()
+        keys = sorted(latest)
         with self._session.begin() as s:
-            for (version, type_, source), n in sorted(counts.items()):
-                stmt = self._insert(AnswerCount).values(
-                    day=day, advertiser=advertiser, model_version=version, type=type_, source=source, n=n
+            for i in range(0, len(keys), 500):
+                stmt = self._insert(ServedImage).values(
+                    [
+                        {
+                            "day": day,
+                            "advertiser": advertiser,
+                            "content_key": k,
+                            "model_version": latest[k][0],
+                            "type": latest[k][1],
+                            "source": latest[k][2],
+                        }
+                        for k in keys[i : i + 500]
+                    ]
                 )
                 s.execute(
                     stmt.on_conflict_do_update(
-                        index_elements=["day", "advertiser", "model_version", "type", "source"],
-                        set_={"n": AnswerCount.n + stmt.excluded.n},
+                        index_elements=["day", "advertiser", "content_key"],
+                        set_={c: getattr(stmt.excluded, c) for c in ("model_version", "type", "source")},
                     )
                 )
 
     def answer_counts(self, since: date) -> list[tuple[date, str, str, str, str, int]]:
-        """(day, advertiser, model version, type, source, n) since `since`."""
-        q = select(
-            AnswerCount.day,
-            AnswerCount.advertiser,
-            AnswerCount.model_version,
-            AnswerCount.type,
-            AnswerCount.source,
-            AnswerCount.n,
-        ).where(AnswerCount.day >= since)
+        """(day, advertiser, model version, type, source, distinct images) since `since`."""
+        cols = (
+            ServedImage.day,
+            ServedImage.advertiser,
+            ServedImage.model_version,
+            ServedImage.type,
+            ServedImage.source,
+        )
+        q = select(*cols, func.count()).where(ServedImage.day >= since).group_by(*cols)
         with self._session() as s:
             return [tuple(r) for r in s.execute(q).all()]  # type: ignore[misc]
+
+    def forget_served(self, before: date) -> int:
+        """Drop the served-image rows of days before `before` (retention); returns how many."""
+        with self._session.begin() as s:
+            result: Any = s.execute(delete(ServedImage).where(ServedImage.day < before))
+            return int(result.rowcount or 0)

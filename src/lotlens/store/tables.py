@@ -196,16 +196,18 @@ class ReviewItem(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class AnswerCount(Base):
-    """Answers given per day, advertiser, model version, type and source: the watch figures' base."""
+class ServedImage(Base):
+    """An image answered to an advertiser on a day, once however often it was asked that day (from
+    the model or the cache), with the last answer's model version, type and source: the watch
+    figures' base. One row per image, advertiser and day; `lotlens images prune` drops old days."""
 
-    __tablename__ = "answer_counts"
+    __tablename__ = "served_images"
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     advertiser: Mapped[str] = mapped_column(String(128), primary_key=True)
-    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
-    type: Mapped[str] = mapped_column(String(16), primary_key=True)
-    source: Mapped[str] = mapped_column(String(8), primary_key=True)
-    n: Mapped[int] = mapped_column(Integer)
+    content_key: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(8))
 
 
 class IdempotencyKey(Base):

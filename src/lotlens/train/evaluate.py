@@ -6,6 +6,7 @@ model calls a placeholder counts as a wrong color. Images that cannot be read ar
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,17 @@ MOST_WRONG = 15
 
 
 def predict_rows(
-    pipeline: Pipeline, rows: list[Row], root: Path, batch_size: int = 16, on_step: Step | None = None
+    pipeline: Pipeline,
+    rows: list[Row],
+    root: Path,
+    batch_size: int = 16,
+    on_step: Step | None = None,
+    digests: dict[str, str] | None = None,
 ) -> tuple[list[tuple[Row, Prediction]], list[dict[str, str]]]:
-    """Classify every readable row; return (row, prediction) pairs and the skipped rows with reasons."""
+    """Classify every readable row; return (row, prediction) pairs and the skipped rows with reasons.
+
+    `digests`, when given, receives each read row's path -> sha256 of its bytes.
+    """
     done: list[tuple[Row, Prediction]] = []
     skipped: list[dict[str, str]] = []
     for start in range(0, len(rows), batch_size):
@@ -35,7 +44,10 @@ def predict_rows(
         batch: list[tuple[Row, RGBArray]] = []
         for row in rows[start : start + batch_size]:
             try:
-                batch.append((row, decode((root / row.path).read_bytes(), min_side=MODEL_SIDE)))
+                data = (root / row.path).read_bytes()
+                if digests is not None:
+                    digests[row.path] = hashlib.sha256(data).hexdigest()
+                batch.append((row, decode(data, min_side=MODEL_SIDE)))
             except FileNotFoundError:
                 skipped.append({"path": row.path, "reason": "missing"})
             except OSError as exc:
@@ -123,14 +135,42 @@ def _worst_first(g: dict[str, Any]) -> tuple[float, int]:
 
 
 def evaluate(
-    pipeline: Pipeline, manifest: Path, images_root: Path | None = None, on_step: Step | None = None
+    pipeline: Pipeline,
+    manifest: Path,
+    images_root: Path | None = None,
+    on_step: Step | None = None,
+    trained_on: set[str] | None = None,
 ) -> dict[str, Any]:
-    """Read `manifest`, classify its images (paths relative to `images_root`), return the metrics."""
+    """Read `manifest`, classify its images (paths relative to `images_root`), return the metrics.
+
+    `trained_on` holds the sha256 of the model's training images (`training_images.json`); rows
+    whose bytes are among them are counted under `training_overlap`, and `unseen` scores the
+    others alone. Without it the overlap is unknown, and said to be.
+    """
     rows = read_manifest(manifest)
-    pairs, skipped = predict_rows(pipeline, rows, images_root or manifest.parent, on_step=on_step)
+    digests: dict[str, str] = {}
+    pairs, skipped = predict_rows(pipeline, rows, images_root or manifest.parent, on_step=on_step, digests=digests)
     result = score(pipeline.version, pairs, skipped)
     result["manifest"] = {"path": str(manifest), "sha256": manifest_sha256(manifest), "rows": len(rows)}
+    result["overall"] = headline(result)
+    result["training_overlap"] = None
+    result["unseen"] = None
+    if trained_on is not None:
+        unseen = [(r, p) for r, p in pairs if digests[r.path] not in trained_on]
+        result["training_overlap"] = {"shared": len(pairs) - len(unseen), "scored": len(pairs)}
+        result["unseen"] = headline(score(pipeline.version, unseen, []))
     return result
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The few figures people compare: counts, type accuracy, placeholder recall, color top-1."""
+    return {
+        "n_type": result["type"]["n"],
+        "type_accuracy": result["type"]["accuracy"],
+        "placeholder_recall": result["placeholder_recall"],
+        "n_color": result["color"]["n"],
+        "color_accuracy": result["color"]["accuracy"],
+    }
 
 
 def compare(

@@ -28,6 +28,7 @@ from lotlens.errors import ImageDecodeError, ManifestError
 from lotlens.imaging import MODEL_SIDE, RGBArray, decode
 from lotlens.labels import COLORS, PLACEHOLDER, RARE_COLORS, TYPES
 from lotlens.train import generate
+from lotlens.train.card import write_card, write_training_images
 from lotlens.train.manifest import manifest_sha256, read_manifest
 from lotlens.train.metrics import calibration, classification, fit_temperature, per_group
 from lotlens.train.split import group_split
@@ -279,6 +280,9 @@ def train(
                 "after": calibration(list(cvy), calibrated),
             },
             "groups": per_group([types.groups[i] for i in t_val], [p == t for p, t in zip(vpred, vy, strict=True)]),
+            "color_groups": per_group(
+                [colors.groups[i] for i in c_val], [int(p) == t for p, t in zip(cprobs.argmax(1), cvy, strict=True)]
+            ),
         }
     step("fit", 1, 2)
     type_head, color_head = fit_both(range(len(types.y)), range(len(colors.y)))
@@ -335,4 +339,6 @@ def train(
     folder.write(out)
     if (out / BACKBONE_FILE).resolve() != backbone_path.resolve():
         shutil.copyfile(backbone_path, out / BACKBONE_FILE)
+    write_training_images(out, manifest, root)  # what `evaluate` checks a test manifest against
+    write_card(out, meta)
     return folder

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from lotlens.access import Access
 from lotlens.api import AppState
-from lotlens.errors import InvalidInput
+from lotlens.errors import InvalidInput, StorageError
+from lotlens.storage import Storage
 from lotlens.web.common import State, Who, check_csrf, render, see_other
 from lotlens.web.plots import line_chart, sparkline
 
@@ -143,6 +144,35 @@ async def models_page(
         }
 
     return render(request, viewer, "models.html", **(await asyncio.to_thread(load)))
+
+
+def _card(state: AppState, version: str) -> dict[str, Any]:
+    from lotlens.train.card import CARD_JSON, make_card
+    from lotlens.vision.pipeline import MODEL_FILE
+
+    rec = state.registry.get(version)
+    if rec is None:
+        raise HTTPException(404, f"no registered model {version}")
+    try:
+        folder = Storage.from_settings(state.settings).local_folder(rec.path)
+    except StorageError:
+        raise HTTPException(404, f"the folder of {version} cannot be read") from None
+    try:
+        card: dict[str, Any] = json.loads((folder / CARD_JSON).read_text())
+    except (OSError, ValueError):
+        try:  # a folder from before cards: the same card, made from its model.json
+            card = make_card(json.loads((folder / MODEL_FILE).read_text()))
+        except (OSError, ValueError):
+            raise HTTPException(404, f"the folder of {version} cannot be read") from None
+    return card
+
+
+@router.get("/models/{version}/card", response_class=HTMLResponse)
+async def model_card(version: str, request: Request, state: State, viewer: Who) -> Response:
+    """A registered model's card: data, metrics per class and per source, intended use, known limits."""
+    Access.require_staff(viewer.who)
+    card = await asyncio.to_thread(_card, state, version)
+    return render(request, viewer, "model_card.html", card=card)
 
 
 @router.get("/models/sweeps/{sweep_id}/{name}")
