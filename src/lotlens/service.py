@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_URL = 8192
 MAX_VEHICLE_ID = 128
 GROUP_WAIT = 0.02  # seconds the classifier waits for a group to fill once it has one image
+GROUPS_IN_FLIGHT = 3  # groups of one batch between content keys and store at once (decode, model, store)
 # HEAD failures after which a GET would fail the same way.
 FINAL_HEAD_REASONS = frozenset({"http_404", "http_410", "blocked_address", "dns", "bad_url"})
 
@@ -218,6 +219,7 @@ class Batch:
         self.failed: dict[str, str] = {}  # content key -> why it could not be classified
         self.near: dict[str, tuple[str, dict[str, Any]]] = {}  # content key -> (fixed original, its fields)
         self._fixed: list[tuple[str, int]] | None = None
+        self._storing = asyncio.Lock()
 
     async def run(self) -> tuple[list[Result], BatchStats]:
         self.parse()
@@ -317,14 +319,34 @@ class Batch:
                 self.stats.fetch_seconds = time.perf_counter() - t0
                 await arrived.put(None)
 
-        producer = asyncio.create_task(produce())
-        try:
-            while (group := await self._next_group(arrived)) is not None:
+        # Groups overlap: one decodes while the one before it is classified and the one before that
+        # is stored, so the cores are not idle between model calls.
+        slots = asyncio.Semaphore(GROUPS_IN_FLIGHT)
+
+        async def classify(group: list[Work]) -> None:
+            try:
                 await self.classify_group(group)
+            finally:
+                slots.release()
+
+        producer = asyncio.create_task(produce())
+        groups: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await slots.acquire()
+                group = await self._next_group(arrived)
+                if group is None:
+                    break
+                task = asyncio.create_task(classify(group))
+                groups.add(task)
+                task.add_done_callback(groups.discard)
+            if groups:
+                await asyncio.gather(*groups)
         finally:
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
+            pending = [producer, *groups]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)  # their errors are raised above, if any
 
     async def _next_group(self, arrived: asyncio.Queue[Work | None]) -> list[Work] | None:
         """Up to `batch_size` fetched images: the first one waited for, the rest for `GROUP_WAIT`."""
@@ -413,7 +435,8 @@ class Batch:
         self.stats.inference_seconds += time.perf_counter() - t0
         if self._fixed is None:
             self._fixed = await asyncio.to_thread(self.store.fixed_phashes, self.advertiser)
-        await asyncio.to_thread(self._store_new, [(w, im, p) for (w, im), p in zip(ready, preds, strict=True)])
+        async with self._storing:  # one group's store writes at a time: they update the batch's sets
+            await asyncio.to_thread(self._store_new, [(w, im, p) for (w, im), p in zip(ready, preds, strict=True)])
 
     def _store_new(self, rows: list[tuple[Work, RGBArray, Any]]) -> None:
         """Images, predictions and kept bytes of a classified group, in one transaction (a thread)."""
