@@ -46,6 +46,9 @@ MAX_URL = 8192
 MAX_VEHICLE_ID = 128
 GROUP_WAIT = 0.02  # seconds the classifier waits for a group to fill once it has one image
 GROUPS_IN_FLIGHT = 3  # groups of one batch between content keys and store at once (decode, model, store)
+# Model calls in flight at once: the Python half of one call (resizes, signals, boxes) runs while
+# onnxruntime works on the other, so its threads do not wait between calls.
+INFERENCE_CALLS = 2
 # HEAD failures after which a GET would fail the same way.
 FINAL_HEAD_REASONS = frozenset({"http_404", "http_410", "blocked_address", "dns", "bad_url"})
 
@@ -177,7 +180,7 @@ class Service:
         self.images = ImageFolder(settings.data_dir) if settings.keep_images else None
         self.decode_budget = MemoryBudget(settings.decode_memory)
         # Inference batched across concurrent batches of this process, one model call at a time.
-        self.batcher = Batcher(max_batch=2 * settings.batch_size, max_wait=GROUP_WAIT)
+        self.batcher = Batcher(max_batch=2 * settings.batch_size, max_wait=GROUP_WAIT, parallel=INFERENCE_CALLS)
         self.decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="lotlens-decode")
         self.last_stats = BatchStats()
         self.rng = random.Random()
