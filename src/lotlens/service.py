@@ -6,7 +6,8 @@ lines): the stages of a batch read top to bottom in one place, each a method of 
 
 Downloads, decoding and inference overlap: fetched images queue for a consumer that takes them in
 groups of up to `batch_size` (waiting a few milliseconds for a group to fill, as dynamic batchers
-do), decodes them in a pool under a memory budget, and classifies each group in one model call.
+do), decodes them in a pool under a memory budget, and classifies each group in one model call;
+up to `GROUPS_IN_FLIGHT` groups at once, so one decodes while another is classified or stored.
 Nothing blocking runs on the event loop: store calls, hashing, decoding and inference go to threads.
 
 Nothing an image does fails the batch: a bad URL, a dead CDN, a corrupt file or a model error makes
@@ -123,7 +124,7 @@ class BatchStats:
     verified: int = 0
     header_key_mismatches: int = 0
     fetch_seconds: float = 0.0
-    inference_seconds: float = 0.0
+    inference_seconds: float = 0.0  # summed over the batch's groups, which overlap: can exceed its wall time
     hosts_distrusted: list[str] = field(default_factory=list)
 
 
