@@ -4,10 +4,13 @@ batch stays on its own model, and a model error reaches only the callers of that
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 
 from lotlens.batching import Batcher
 from lotlens.imaging import RGBArray
@@ -92,3 +95,42 @@ def test_nothing_to_classify_makes_no_call() -> None:
     model = Recorder("m")
     assert asyncio.run(Batcher(8, 0.01).classify(model, [], [])) == []
     assert model.sizes == []
+
+
+class Slow:
+    """Holds each call for a moment and records how many calls were inside at once."""
+
+    def __init__(self, hold: float) -> None:
+        self.hold = hold
+        self.inside = 0
+        self.most = 0
+        self.sizes: list[int] = []
+        self._lock = threading.Lock()
+
+    def classify(self, images: Sequence[RGBArray], with_color: Sequence[bool] | None = None) -> list[Any]:
+        with self._lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            self.sizes.append(len(images))
+        time.sleep(self.hold)
+        with self._lock:
+            self.inside -= 1
+        return [int(im[0, 0, 0]) for im in images]
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_at_most_parallel_calls_run_at_once_and_answers_stay_in_order(parallel: int) -> None:
+    model = Slow(0.05)
+    batcher = Batcher(max_batch=2, max_wait=0.0, parallel=parallel)
+
+    async def main() -> list[list[Any]]:
+        return await asyncio.gather(*(batcher.classify(model, images(2 * i, 2 * i + 1), [True] * 2) for i in range(6)))
+
+    assert asyncio.run(main()) == [[2 * i, 2 * i + 1] for i in range(6)]
+    assert model.most == parallel  # the second slot is used when there is one, and never a third
+    assert sum(model.sizes) == 12
+
+
+def test_parallel_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Batcher(8, 0.01, parallel=0)

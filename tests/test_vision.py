@@ -20,7 +20,15 @@ from lotlens.train.generate import placeholders, silhouettes
 from lotlens.vision.backbone import FEATURES, preprocess
 from lotlens.vision.detector import DETECTOR_FILE, Detector, default_detector_path, nms
 from lotlens.vision.heads import LinearHead, average_heads
-from lotlens.vision.pipeline import ModelFolder, Pipeline, decide_types, default_model_dir
+from lotlens.vision.pipeline import (
+    Located,
+    ModelFolder,
+    Pipeline,
+    crop_to,
+    decide_types,
+    default_model_dir,
+    is_whole,
+)
 from lotlens.vision.signals import (
     COLOR_SIGNALS,
     REGION_SIGNALS,
@@ -399,3 +407,53 @@ def test_temperature_round_trips_through_model_json(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "m" / "model.json").read_text())["decision"]["color_temperature"] == 1.7
     assert ModelFolder.read(tmp_path / "m").color_head.temperature == pytest.approx(1.7)
     assert folder.meta["decision"].get("color_temperature") != 1.7  # the source folder's meta is untouched
+
+
+def test_color_features_take_known_embeddings_and_compute_only_the_rest(pipeline: Pipeline) -> None:
+    fz = pipeline.featurizer
+    crops = [np.asarray(car("Blue", "white", 5)), np.asarray(car("Red", "scene", 6))]
+    full = fz.color_features(crops, ("band",))
+    marker = np.full(FEATURES, 7.0, np.float32)
+    mixed = fz.color_features(crops, ("band",), [marker, None])
+    assert mixed[0, :FEATURES] == pytest.approx(marker)  # taken as given, not recomputed
+    assert mixed[0, FEATURES:] == pytest.approx(full[0, FEATURES:])  # the signals are still the crop's
+    assert mixed[1] == pytest.approx(full[1], abs=1e-5)
+    with pytest.raises(ValueError, match="2 crops but 1 embeddings"):
+        fz.color_features(crops, ("band",), [None])
+
+
+def test_is_whole_tells_a_full_frame_crop_from_a_real_one() -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    assert is_whole(crop_to(image, Located(None, "none")), image)
+    assert is_whole(crop_to(image, Located((0, 0, 60, 40), "detector", 1)), image)
+    assert not is_whole(crop_to(image, Located((0, 0, 59, 40), "detector", 1)), image)
+    assert not is_whole(crop_to(image, Located((5, 5, 30, 30), "detector", 1)), image)
+
+
+def test_classify_runs_the_backbone_again_only_on_real_crops(
+    pipeline: Pipeline, dev_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo whose vehicle fills the frame reuses the whole-image embedding; answers are unchanged."""
+    names = sorted(p.name for p in (dev_data / "images").iterdir())[:24]
+    images = [decode((dev_data / "images" / n).read_bytes()) for n in names]
+    fz = pipeline.featurizer
+    expected = []
+    for im in images:  # the plain way: every crop through the backbone
+        t = pipeline.predict_types(fz.type_features([im]))[0][0]
+        if t == "Placeholder":
+            expected.append((t, None))
+            continue
+        cf = fz.color_features([crop_to(im, fz.locate(im))], pipeline.folder.color_regions)
+        expected.append((t, COLORS[int(pipeline.folder.color_head.predict_proba(cf)[0].argmax())]))
+    seen: list[int] = []
+    embed = fz.backbone.embed
+    monkeypatch.setattr(fz.backbone, "embed", lambda ims, bs=16: seen.append(len(ims)) or embed(ims, bs))
+    preds = pipeline.classify(images)
+    assert [(p.type, p.color) for p in preds] == expected
+    whole = [
+        p
+        for p, im in zip(preds, images, strict=True)
+        if p.color and (p.box is None or p.box == (0, 0, im.shape[1], im.shape[0]))
+    ]
+    assert whole  # the dev set has photos whose vehicle fills the frame
+    assert sum(seen) == len(images) + sum(1 for p in preds if p.color) - len(whole)

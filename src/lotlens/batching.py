@@ -1,7 +1,8 @@
 """Dynamic batching of inference across concurrent batches (API requests, job chunks), as LitServe
 and Triton do: calls queue up, and one model call takes up to `max_batch` images, waiting at most
-`max_wait` seconds for a group to fill once it has one. One model call runs at a time per process,
-so onnxruntime's threads (`LOTLENS_THREADS`) never compete with each other for the cores.
+`max_wait` seconds for a group to fill once it has one. At most `parallel` model calls run at once
+per process: two keep the cores busy (one call's Python part, resizes, signals and boxes, runs
+while onnxruntime works on the other's) without more onnxruntime threads than cores competing.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ class Batcher:
     and its own consumer task.
     """
 
-    def __init__(self, max_batch: int, max_wait: float) -> None:
+    def __init__(self, max_batch: int, max_wait: float, parallel: int = 1) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, got {parallel}")
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.parallel = parallel
         self._queues: dict[asyncio.AbstractEventLoop, asyncio.Queue[_Request]] = {}
         self.calls = 0  # model calls made: a test and the benchmark read it
 
@@ -56,7 +60,10 @@ class Batcher:
 
     async def _consume(self, queue: asyncio.Queue[_Request]) -> None:
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.parallel)
+        running: set[asyncio.Task[None]] = set()
         while True:
+            await slots.acquire()  # while every slot is busy, callers queue up and the next group grows
             group = [await queue.get()]
             size = len(group[0].images)
             until = loop.time() + self.max_wait
@@ -67,6 +74,12 @@ class Batcher:
                     break
                 group.append(nxt)
                 size += len(nxt.images)
+            task = loop.create_task(self._run(group, slots))
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+    async def _run(self, group: list[_Request], slots: asyncio.Semaphore) -> None:
+        try:
             # A batch finishes on the model it started with: one call per model in the group.
             for model in {id(r.model): r.model for r in group}.values():
                 mine = [r for r in group if r.model is model and not r.done.cancelled()]
@@ -87,3 +100,5 @@ class Batcher:
                     if not r.done.done():
                         r.done.set_result(preds[start : start + len(r.images)])
                     start += len(r.images)
+        finally:
+            slots.release()

@@ -6,7 +6,8 @@ lines): the stages of a batch read top to bottom in one place, each a method of 
 
 Downloads, decoding and inference overlap: fetched images queue for a consumer that takes them in
 groups of up to `batch_size` (waiting a few milliseconds for a group to fill, as dynamic batchers
-do), decodes them in a pool under a memory budget, and classifies each group in one model call.
+do), decodes them in a pool under a memory budget, and classifies each group in one model call;
+up to `GROUPS_IN_FLIGHT` groups at once, so one decodes while another is classified or stored.
 Nothing blocking runs on the event loop: store calls, hashing, decoding and inference go to threads.
 
 Nothing an image does fails the batch: a bad URL, a dead CDN, a corrupt file or a model error makes
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 MAX_URL = 8192
 MAX_VEHICLE_ID = 128
 GROUP_WAIT = 0.02  # seconds the classifier waits for a group to fill once it has one image
+GROUPS_IN_FLIGHT = 3  # groups of one batch between content keys and store at once (decode, model, store)
+# Model calls in flight at once: the Python half of one call (resizes, signals, boxes) runs while
+# onnxruntime works on the other, so its threads do not wait between calls.
+INFERENCE_CALLS = 2
 # HEAD failures after which a GET would fail the same way.
 FINAL_HEAD_REASONS = frozenset({"http_404", "http_410", "blocked_address", "dns", "bad_url"})
 
@@ -120,7 +125,7 @@ class BatchStats:
     verified: int = 0
     header_key_mismatches: int = 0
     fetch_seconds: float = 0.0
-    inference_seconds: float = 0.0
+    inference_seconds: float = 0.0  # summed over the batch's groups, which overlap: can exceed its wall time
     hosts_distrusted: list[str] = field(default_factory=list)
 
 
@@ -177,7 +182,7 @@ class Service:
         self.images = ImageFolder(Storage.from_settings(settings)) if settings.keep_images else None
         self.decode_budget = MemoryBudget(settings.decode_memory)
         # Inference batched across concurrent batches of this process, one model call at a time.
-        self.batcher = Batcher(max_batch=2 * settings.batch_size, max_wait=GROUP_WAIT)
+        self.batcher = Batcher(max_batch=2 * settings.batch_size, max_wait=GROUP_WAIT, parallel=INFERENCE_CALLS)
         self.decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="lotlens-decode")
         self.last_stats = BatchStats()
         self.rng = random.Random()
@@ -219,6 +224,7 @@ class Batch:
         self.failed: dict[str, str] = {}  # content key -> why it could not be classified
         self.near: dict[str, tuple[str, dict[str, Any]]] = {}  # content key -> (fixed original, its fields)
         self._fixed: list[tuple[str, int]] | None = None
+        self._storing = asyncio.Lock()
 
     async def run(self) -> tuple[list[Result], BatchStats]:
         self.parse()
@@ -318,14 +324,34 @@ class Batch:
                 self.stats.fetch_seconds = time.perf_counter() - t0
                 await arrived.put(None)
 
-        producer = asyncio.create_task(produce())
-        try:
-            while (group := await self._next_group(arrived)) is not None:
+        # Groups overlap: one decodes while the one before it is classified and the one before that
+        # is stored, so the cores are not idle between model calls.
+        slots = asyncio.Semaphore(GROUPS_IN_FLIGHT)
+
+        async def classify(group: list[Work]) -> None:
+            try:
                 await self.classify_group(group)
+            finally:
+                slots.release()
+
+        producer = asyncio.create_task(produce())
+        groups: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await slots.acquire()
+                group = await self._next_group(arrived)
+                if group is None:
+                    break
+                task = asyncio.create_task(classify(group))
+                groups.add(task)
+                task.add_done_callback(groups.discard)
+            if groups:
+                await asyncio.gather(*groups)
         finally:
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
+            pending = [producer, *groups]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)  # their errors are raised above, if any
 
     async def _next_group(self, arrived: asyncio.Queue[Work | None]) -> list[Work] | None:
         """Up to `batch_size` fetched images: the first one waited for, the rest for `GROUP_WAIT`."""
@@ -414,7 +440,8 @@ class Batch:
         self.stats.inference_seconds += time.perf_counter() - t0
         if self._fixed is None:
             self._fixed = await asyncio.to_thread(self.store.fixed_phashes, self.advertiser)
-        await asyncio.to_thread(self._store_new, [(w, im, p) for (w, im), p in zip(ready, preds, strict=True)])
+        async with self._storing:  # one group's store writes at a time: they update the batch's sets
+            await asyncio.to_thread(self._store_new, [(w, im, p) for (w, im), p in zip(ready, preds, strict=True)])
 
     def _store_new(self, rows: list[tuple[Work, RGBArray, Any]]) -> None:
         """Images, predictions and kept bytes of a classified group, in one transaction (a thread)."""

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from lotlens.errors import ModelError
 from lotlens.imaging import RGBArray, crop, expand_box, resize
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
-from lotlens.vision.backbone import Backbone
+from lotlens.vision.backbone import FEATURES, Backbone
 from lotlens.vision.detector import Detector
 from lotlens.vision.heads import LinearHead
 from lotlens.vision.signals import (
@@ -116,8 +116,11 @@ class Featurizer:
         detector = Detector.load(threads=threads, batch_size=batch_size)
         return cls(Backbone.load(backbone_path, threads), detector, batch_size)
 
-    def type_features(self, images: Sequence[RGBArray]) -> NDArray[np.float32]:
-        emb = self.backbone.embed(images, self.batch_size)
+    def type_features(
+        self, images: Sequence[RGBArray], embeddings: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
+        """Whole-image embedding and type signals; `embeddings`: the backbone rows, if already made."""
+        emb = self.backbone.embed(images, self.batch_size) if embeddings is None else embeddings
         sig = np.stack([type_signals(im) for im in images]) if images else np.zeros((0, len(TYPE_SIGNALS)), np.float32)
         return np.hstack([emb, sig]).astype(np.float32)
 
@@ -142,9 +145,28 @@ class Featurizer:
             )
         return [loc for loc in located if loc is not None]
 
-    def color_features(self, crops: Sequence[RGBArray], regions: Sequence[str] = ()) -> NDArray[np.float32]:
-        """Crop embedding and color histograms, then the statistics of each of `regions` (in order)."""
-        emb = self.backbone.embed(crops, self.batch_size)
+    def color_features(
+        self,
+        crops: Sequence[RGBArray],
+        regions: Sequence[str] = (),
+        embeddings: Sequence[NDArray[np.float32] | None] | None = None,
+    ) -> NDArray[np.float32]:
+        """Crop embedding and color histograms, then the statistics of each of `regions` (in order).
+
+        Args:
+            embeddings: per crop, its backbone row when already computed (a crop that is the whole
+                image has the whole image's row), else None; only the missing rows are computed.
+        """
+        known = list(embeddings) if embeddings is not None else [None] * len(crops)
+        if len(known) != len(crops):
+            raise ValueError(f"{len(crops)} crops but {len(known)} embeddings")
+        todo = [i for i, row in enumerate(known) if row is None]
+        emb = np.zeros((len(crops), FEATURES), dtype=np.float32)
+        for i, row in zip(todo, self.backbone.embed([crops[i] for i in todo], self.batch_size), strict=True):
+            emb[i] = row
+        for i, row in enumerate(known):
+            if row is not None:
+                emb[i] = row
         width = COLOR_SIGNALS + REGION_SIGNALS * len(regions)
         sig = np.stack([_color_signal_row(c, regions) for c in crops]) if crops else np.zeros((0, width), np.float32)
         return np.hstack([emb, sig]).astype(np.float32)
@@ -167,6 +189,11 @@ def decide_types(probs: NDArray[np.float32], placeholder_threshold: float) -> li
 
 def crop_to(image: RGBArray, located: Located) -> RGBArray:
     return image if located.box is None else crop(image, located.box)
+
+
+def is_whole(crop_: RGBArray, image: RGBArray) -> bool:
+    """Whether `crop_` (made by `crop_to` from `image`) holds every pixel of `image`."""
+    return crop_.shape == image.shape
 
 
 @dataclass
@@ -257,16 +284,18 @@ class Pipeline:
         """
         if not images:
             return []
-        types, type_probs = self.predict_types(self.featurizer.type_features(images))
+        fz = self.featurizer
+        whole = fz.backbone.embed(images, fz.batch_size)
+        types, type_probs = self.predict_types(fz.type_features(images, whole))
         todo = [i for i, t in enumerate(types) if t != PLACEHOLDER and (with_color is None or with_color[i])]
-        located = dict(zip(todo, self.featurizer.locate_many([images[i] for i in todo]), strict=True))
+        located = dict(zip(todo, fz.locate_many([images[i] for i in todo]), strict=True))
         color_probs = {}
         if todo:
-            probs = self.folder.color_head.predict_proba(
-                self.featurizer.color_features(
-                    [crop_to(images[i], located[i]) for i in todo], self.folder.color_regions
-                )
-            )
+            crops = [crop_to(images[i], located[i]) for i in todo]
+            # A crop that is the whole image (the vehicle fills the frame, or nothing was found) has
+            # the whole image's embedding: the backbone runs again only on real crops.
+            reuse = [whole[i] if is_whole(c, images[i]) else None for i, c in zip(todo, crops, strict=True)]
+            probs = self.folder.color_head.predict_proba(fz.color_features(crops, self.folder.color_regions, reuse))
             color_probs = dict(zip(todo, probs, strict=True))
         out = []
         for i, t in enumerate(types):
