@@ -28,8 +28,10 @@ from synth import variant
 
 
 @pytest.fixture
-def site(tmp_path: Path, pipeline: Pipeline, server: str) -> Iterator[Site]:
+def site(tmp_path: Path, pipeline: Pipeline, server: str, request: pytest.FixtureRequest) -> Iterator[Site]:
+    marker = request.node.get_closest_marker("site_settings")  # Settings are frozen: set before the app
     settings = Settings(
+        **(marker.kwargs if marker else {}),
         data_dir=tmp_path / "data",
         allow_private_addresses=True,
         api_keys=list(KEYS.values()),

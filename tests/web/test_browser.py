@@ -129,8 +129,8 @@ def test_a_bulk_fix_by_shift_click_keeps_the_place_and_undoes(page: Page, site: 
     assert {a.type for a in site.store.answers(placeholders, "a").values()} == {"Stock"}
 
 
+@pytest.mark.site_settings(low_confidence=0.85)  # the scripted model is 80% sure of colors, 90% of types
 def test_an_unsure_first_pass_with_a_chip_and_looks_right(page: Page, site: Site) -> None:
-    site.settings.low_confidence = 0.85  # the scripted model is 80% sure of colors, 90% of types
     sign_in(page, "a", "/advertisers/a?low=1&sort=unsure&per=24")
     cards = page.get_by_test_id("card")
     expect(cards).to_have_count(5)  # the five cars; placeholders have no color to doubt

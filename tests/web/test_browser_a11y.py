@@ -113,9 +113,9 @@ def test_a_phone_screen(page: Page, site: Site) -> None:
     _fits(page)
 
 
+@pytest.mark.site_settings(low_confidence=0.85)  # so the cards show their doubts and chips
 def test_readme_screenshots(page: Page, site: Site) -> None:
     """The README's two pictures, from the generated site (scripts/docs-screenshots copies them to docs/)."""
-    site.settings.low_confidence = 0.85  # so the cards show their doubts and chips
     page.set_viewport_size({"width": 1200, "height": 760})
     _sign_in(page, "a")
     page.goto("/advertisers/a?sort=unsure&per=24")

@@ -599,8 +599,8 @@ def test_looks_right_records_confirmations_and_undo_compensates(site: Site, app_
     assert len(site.store.fixes()) == len(history)
 
 
+@pytest.mark.site_settings(low_confidence=0.85)  # the scripted model is 80% sure of colors
 def test_inventory_search_sort_and_readable_cards(site: Site, app_client: TestClient) -> None:
-    site.settings.low_confidence = 0.85
     sign_in(app_client, "a")
     found = app_client.get("/advertisers/a?q=car3.jpg")
     assert "1 image" in found.text
