@@ -118,3 +118,50 @@ def fix_record(f: Fix) -> FixRecord:
         f.created_at,
         f.model_version,
     )
+
+
+@dataclass(frozen=True)
+class UrlRecord:
+    """What the URL index holds for one normalised URL: its last bytes and the validators it came with."""
+
+    url: str
+    content_key: str
+    header_key: str | None
+    etag: str | None
+    last_modified: str | None
+    checks: int
+
+
+@dataclass(frozen=True)
+class HostTrust:
+    """What a host has earned: its headers are believed (header keys, 304s); its URLs alone are."""
+
+    headers: bool = True
+    urls: bool = False
+
+
+@dataclass(frozen=True)
+class UrlSeen:
+    """One URL's outcome in a batch, for `learn_urls`.
+
+    `before` is what the index held when the batch read it (None: a new URL). `fetched` is True when
+    bytes came (a 200), False for a 304 (the validators still match the bytes in `before`).
+    """
+
+    url: str
+    host: str
+    content_key: str
+    before: UrlRecord | None
+    fetched: bool
+    header_key: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass
+class HostLessons:
+    """What one `learn_urls` call changed about hosts (for the logs and metrics)."""
+
+    headers_distrusted: list[tuple[str, str]] = field(default_factory=list)  # (host, why)
+    url_trust_earned: list[str] = field(default_factory=list)
+    url_trust_lost: list[str] = field(default_factory=list)
