@@ -25,6 +25,7 @@ from lotlens.errors import FetchError
 ACCEPT = "image/avif,image/webp,image/jpeg,image/png,image/gif,image/*;q=0.8"
 USER_AGENT = "lotlens/0.1 (+inventory image tagging)"
 MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -240,7 +241,7 @@ class Fetcher:
             host = parts.hostname or ""
             async with self._global, self._per_host[host]:
                 resp = await self._request(method, parts, conditional)
-            if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
+            if resp.status in REDIRECTS and "location" in resp.headers:
                 try:
                     url = str(httpx.URL(url).join(resp.headers["location"]))
                 except httpx.InvalidURL as exc:
@@ -275,14 +276,18 @@ class Fetcher:
         try:
             async with self._client.stream(method, target, headers=headers, extensions=extensions) as resp:
                 hdrs = {k.lower(): v for k, v in resp.headers.items()}
-                if resp.is_redirect:
+                bodiless = method == "HEAD" or (resp.status_code == 304 and conditional)
+                declared = hdrs.get("content-length", "")
+                if bodiless or (resp.status_code in REDIRECTS and declared.isdigit() and int(declared) <= 4096):
+                    # None or next to none: reading to its end is what keeps the connection alive.
+                    await resp.aread()
+                if resp.status_code in REDIRECTS:
                     return Fetched(url, resp.status_code, hdrs)
                 if resp.status_code >= 400:
                     raise FetchError(f"http_{resp.status_code}", url)
-                if method == "HEAD" or (resp.status_code == 304 and conditional):
+                if bodiless:
                     return Fetched(url, resp.status_code, hdrs)
                 limit = self.settings.max_image_bytes
-                declared = hdrs.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise FetchError("too_large", f"{declared} bytes declared, limit {limit}")
                 body = bytearray()
