@@ -191,20 +191,22 @@ class CacheQueries(StoreBase):
         by_key = {url_key(u): u for u in urls}
         keys = list(by_key)
         out: dict[str, UrlRecord] = {}
-        cols = (Url.url_key, Url.content_key, Url.header_key, Url.etag, Url.last_modified, Url.checks)
-        with self._session() as s:
+        t = Url.__table__.c  # Core columns: rows as they come, no ORM loading
+        cols = (t.url_key, t.content_key, t.header_key, t.etag, t.last_modified, t.checks)
+        with self._read() as s:
             for i in range(0, len(keys), LOOKUP_CHUNK):
                 for k, ckey, hkey, etag, modified, n in s.execute(
-                    select(*cols).where(self.key_in(Url.url_key, keys[i : i + LOOKUP_CHUNK]))
+                    select(*cols).where(self.key_in(t.url_key, keys[i : i + LOOKUP_CHUNK]))
                 ):
-                    out[by_key[k]] = UrlRecord(by_key[k], ckey, hkey, etag, modified, n)
+                    url = by_key[k]
+                    out[url] = UrlRecord(url, ckey, hkey, etag, modified, n)
         return out
 
     def host_trust(self, hosts: Iterable[str]) -> dict[str, HostTrust]:
         """What each of `hosts` has earned (a host never seen: its headers are trusted, not its URLs)."""
         hosts = set(hosts)
         out = dict.fromkeys(hosts, HostTrust())
-        with self._session() as s:
+        with self._read() as s:
             q = select(Host.host, Host.trusted, Host.url_trusted_at).where(Host.host.in_(sorted(hosts)))
             for host, trusted, url_trusted_at in s.execute(q):
                 out[host] = HostTrust(bool(trusted), url_trusted_at is not None)
@@ -234,7 +236,7 @@ class CacheQueries(StoreBase):
         """header key -> content key, for the keys known (a query per 1,000 keys)."""
         keys = list(set(keys))
         out: dict[str, str] = {}
-        with self._session() as s:
+        with self._read() as s:
             for i in range(0, len(keys), LOOKUP_CHUNK):
                 q = select(HeaderKey.header_key, HeaderKey.content_key).where(
                     self.key_in(HeaderKey.header_key, keys[i : i + LOOKUP_CHUNK])
@@ -288,7 +290,7 @@ class CacheQueries(StoreBase):
         """Resolved answers for the keys that have a prediction or a fix."""
         keys = list(set(content_keys))
         out: dict[str, Answer] = {}
-        with self._session() as s:
+        with self._read() as s:
             for chunk in chunks(keys):
                 out |= {k: a for k, a in self._resolve(s, chunk, advertiser).items() if a.type or a.manual}
         return out

@@ -67,6 +67,8 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        # Lookups that read without writing: no BEGIN and no ROLLBACK, one round trip a query.
+        self._read = sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(table)

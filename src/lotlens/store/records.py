@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lotlens.store.tables import Fix
 
@@ -120,9 +120,9 @@ def fix_record(f: Fix) -> FixRecord:
     )
 
 
-@dataclass(frozen=True)
-class UrlRecord:
-    """What the URL index holds for one normalised URL: its last bytes and the validators it came with."""
+class UrlRecord(NamedTuple):
+    """What the URL index holds for one normalised URL: its last bytes and the validators it came with
+    (a named tuple: a batch of 1,000 lookups makes 1,000 of them)."""
 
     url: str
     content_key: str

@@ -130,6 +130,7 @@ class Url(Base):
     """The URL index: what a normalised URL served last, with the validators a conditional GET sends."""
 
     __tablename__ = "urls"
+    __table_args__ = {"sqlite_with_rowid": False}  # rows kept in key order: one B-tree search a lookup
     url_key: Mapped[str] = mapped_column(String(KEY), primary_key=True)  # "u:" + sha256 of the normalised URL
     url: Mapped[str] = mapped_column(Text)
     host: Mapped[str] = mapped_column(String(255), index=True)

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("last_checked", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["content_key"], ["images.content_key"]),
         sa.PrimaryKeyConstraint("url_key"),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_urls_host", "urls", ["host"])
     op.create_index("ix_urls_content_key", "urls", ["content_key"])
