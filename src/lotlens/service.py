@@ -1,7 +1,8 @@
-"""One batch end to end, as named stages over one `Work` object per image. Kept whole (about 500
+"""One batch end to end, as named stages over one `Work` object per image. Kept whole (about 600
 lines): the stages of a batch read top to bottom in one place, each a method of `Batch`.
 
-    parse -> header keys (HEAD) -> lookup -> fetch misses -> content keys -> lookup again
+    parse -> header keys (URL index; conditional GET, or the URL alone) -> lookup -> fetch misses
+          -> content keys -> lookup again
           -> decode -> classify -> store -> record the inventory -> answers in input order
 
 Downloads, decoding and inference overlap: fetched images queue for a consumer that takes them in
@@ -136,7 +137,6 @@ class Work:
     url: str | None = None  # normalised: keys and the inventory
     given: str | None = None  # as given: what is fetched (signed URLs break when re-encoded)
     host: str = ""
-    header_key: str | None = None
     known: UrlRecord | None = None  # what the URL index held for this URL when the batch began
     by_url: bool = False  # answered from the URL alone, no request
     not_modified: bool = False  # a conditional GET got 304: the bytes in `known` still hold
@@ -546,7 +546,7 @@ class Batch:
     def _seen(w: Work) -> UrlSeen | None:
         """What a request taught about this URL (None: no request, or a verification that matched)."""
         key = w.content_key or ""
-        if w.not_modified and not w.verify:
+        if w.not_modified:
             return UrlSeen(w.url or "", w.host, key, w.known, fetched=False)
         if w.fetched is None:
             return None
@@ -576,7 +576,7 @@ class Batch:
                 w.result.vehicle_color, w.result.vehicle_color_confidence = vote.color, vote.confidence
 
     def _record_inventory(self) -> None:
-        """Sightings, skips, answer counts and header-key lessons of the batch (a thread)."""
+        """Sightings, skips, answer counts and what the batch learnt about URLs and hosts (a thread)."""
         answered = [w for w in self.work if w.ok]
         if self.mode != "content":
             lessons = self.store.learn_urls(
