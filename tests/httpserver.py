@@ -120,8 +120,8 @@ class Handler(BaseHTTPRequestHandler):
             self._redirect("/car.jpg")
         elif path == "/redirect":
             self._redirect(query["to"][0])
-        elif path == "/slow.jpg":
-            threading.Event().wait(1.5)
+        elif path == "/slow.jpg":  # ?wait=<seconds>: 1.5 unless told
+            threading.Event().wait(float(query.get("wait", ["1.5"])[0]))
             self._send(200, IMAGE, "image/jpeg", head)
         else:
             self._send(404, b"", "text/plain", head)
