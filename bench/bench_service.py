@@ -1,9 +1,23 @@
-"""Service throughput against a local CDN: a cold batch (all misses), the same batch warm (all
-hits), and a naive loop (GET, full decode, classify, one image at a time, no cache), in one run.
+"""Service throughput against a local CDN, in one run: a cold batch (all misses), the same batch
+warm (every URL known: conditional GETs answered 304), the same batch once the host has URL trust
+(answered from the URL alone, the random sample still checked), and a naive loop (GET, full decode,
+classify, one image at a time, no cache); then the store's lookup rate and the peak memory of a
+service with its models loaded through a 1,000-image batch.
 
 Run: `.venv/bin/python bench/bench_service.py [--n 120]`. Images come from ../shared/data/dev when
-present, else synthetic ones; the server sends strong ETags, as most CDNs do. Figures are images/s
-and ratios against the naive loop measured in the same run.
+present, else synthetic ones; the server sends strong ETags and answers conditional GETs, as most
+CDNs do. Figures are images/s and ratios against the naive loop measured in the same run; warm and
+trusted times are the median of `--rounds` scrapes. `*_cpu_ms_per_image` is this process's CPU time
+(all its threads; the CDN runs in its own process): less sensitive to the machine's load than the
+wall times. The `name value` lines at the end are the issue's figures:
+
+    cold_vs_naive, warm_vs_naive, trusted_vs_naive
+    lookup_keys_per_s   the lower of SQLite and PostgreSQL: 100,000 stored URLs (each with its header
+                        key and validators: the warm path's lookup) looked up in batches of 1,000
+    peak_rss_mib        peak RSS (VmHWM) of a separate process: the model loaded, one cold batch of
+                        `--rss-images` dev images under salted URLs (new bytes each), SQLite store
+
+`--profile warm|trusted` prints where one more such scrape spends its time (needs pyinstrument).
 """
 
 from __future__ import annotations
@@ -11,12 +25,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
+import multiprocessing
+import random
+import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,11 +47,15 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_pipeline import load_inputs, report  # noqa: E402
 
+LOOKUP_KEYS = 100_000
+LOOKUP_BATCH = 1000
 
-def start_cdn(images: list[bytes], salted: bool = False) -> tuple[str, ThreadingHTTPServer]:
-    """`/<dir>/<i>.jpg`: image i with a strong ETag. With `salted`, the folder name is appended to the
-    bytes (decoders ignore what follows the image), so every folder is new content, cold for the
-    cache, while the pictures stay real ones (the jobs benchmark)."""
+
+def cdn_handler(images: list[bytes], salted: bool) -> type[BaseHTTPRequestHandler]:
+    """`/<dir>/<i>.jpg`: image i with a strong ETag; a GET whose If-None-Match holds that ETag gets
+    304. With `salted`, the folder name is appended to the bytes (decoders ignore what follows the
+    image), so every folder is new content, cold for the cache, while the pictures stay real ones."""
+    etags: dict[tuple[int, str], str] = {}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -42,67 +68,250 @@ def start_cdn(images: list[bytes], salted: bool = False) -> tuple[str, Threading
 
         def do_GET(self, head: bool = False) -> None:
             folder, name = self.path.strip("/").rsplit("/", 1)
-            body = images[int(name.split(".")[0])] + (folder.encode() if salted else b"")
+            i, salt = int(name.split(".")[0]), folder if salted else ""
+            body = images[i] + salt.encode()
+            etag = etags.get((i, salt)) or etags.setdefault((i, salt), f'"{hashlib.sha1(body).hexdigest()}"')
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", f'"{hashlib.sha1(body).hexdigest()}"')
+            self.send_header("ETag", etag)
             self.end_headers()
             if not head:
                 self.wfile.write(body)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return Handler
+
+
+def _serve_cdn(images: list[bytes], salted: bool, port: Any) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), cdn_handler(images, salted))
     httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{httpd.server_address[1]}", httpd
+    port.put(httpd.server_address[1])
+    httpd.serve_forever()
+
+
+class Cdn:
+    """The CDN's process: a process of its own, as a real CDN is not in the service's (nor its GIL)."""
+
+    def __init__(self, process: Any) -> None:
+        self.process = process
+
+    def shutdown(self) -> None:
+        self.process.terminate()
+        self.process.join()
+
+
+def start_cdn(images: list[bytes], salted: bool = False) -> tuple[str, Cdn]:
+    """The local CDN of `cdn_handler`, started in a new process (spawned: the caller may hold threads)."""
+    ctx = multiprocessing.get_context("spawn")
+    port = ctx.Queue()
+    process = ctx.Process(target=_serve_cdn, args=(images, salted, port), daemon=True)
+    process.start()
+    return f"http://127.0.0.1:{port.get(timeout=120)}", Cdn(process)
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new PostgreSQL database for the run, dropped after it."""
+    import psycopg
+
+    name = f"lotlens_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def scrapes(service: Any, items: list[Any], n: int, rounds: int, profile: str | None) -> dict[str, Any]:
+    """Cold, then `rounds` warm scrapes (no URL trust), then URL trust earned and `rounds` trusted
+    scrapes, all on one event loop with the service's one client (as `lotlens serve` runs them)."""
+    from lotlens.service import BatchStats
+
+    r: dict[str, Any] = {}
+
+    async def timed(name: str) -> tuple[float, BatchStats]:
+        t, cpu = time.perf_counter(), time.process_time()
+        results, stats = await service.classify_with_stats("bench", items)
+        dt = time.perf_counter() - t
+        r[f"{name}_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / len(items)  # the last one's
+        r.setdefault(f"{name}_sources", sorted({x.source or x.reason or "" for x in results}))
+        return dt, stats
+
+    async def profiled(name: str) -> None:
+        from pyinstrument import Profiler
+
+        with Profiler(async_mode="enabled", interval=0.0005) as p:
+            await service.classify_with_stats("bench", items)
+        print(f"--- profile of one {name} scrape", file=sys.stderr)
+        p.print(file=sys.stderr, show_all=False)
+
+    async def run() -> None:
+        async with service:
+            r["cold_s"], stats = await timed("cold")
+            r["cold_ok"] = stats.classified
+            warm = [await timed("warm") for _ in range(rounds)]
+            r["warm_s"] = statistics.median(dt for dt, _ in warm)
+            r["warm_not_modified"], r["warm_gets"] = warm[-1][1].not_modified, warm[-1][1].gets
+            r["warm_inferences"] = warm[-1][1].classified
+            if profile == "warm":
+                await profiled("warm")
+            # One scrape of the batch found unchanged earns the trust here (1,000 checks by default).
+            service.settings.url_trust_checks = n // 2
+            _, earning = await timed("earning")
+            r["url_trust_earned"] = earning.url_trust_earned
+            trusted = [await timed("trusted") for _ in range(rounds)]
+            r["trusted_s"] = statistics.median(dt for dt, _ in trusted)
+            r["trusted_url_hits"] = trusted[-1][1].url_hits
+            r["trusted_checked"] = trusted[-1][1].gets  # the verification sample
+            if profile == "trusted":
+                await profiled("trusted")
+
+    asyncio.run(run())
+    return r
+
+
+def lookup_rate(url: str, keys: int, batch: int) -> float:
+    """URLs looked up per second: `keys` stored URLs, asked in shuffled batches of `batch`."""
+    from lotlens.store import Store
+    from lotlens.store.records import UrlSeen
+
+    store = Store.from_url(url)
+    try:
+        contents = [f"c:{i:064x}" for i in range(1000)]
+        store.put_classified([(k, None, None, None, None) for k in contents], [])
+        urls = [f"https://cdn{i % 7}.example/stock/{i}/{i * 7919 % 100_003}.jpg" for i in range(keys)]
+        for i in range(0, keys, 5000):
+            store.learn_urls(
+                [
+                    UrlSeen(u, u.split("/")[2], contents[j % 1000], None, True, f"h:{j:064x}", f'"{j}"', None)
+                    for j, u in enumerate(urls[i : i + 5000], start=i)
+                ],
+                url_trust_checks=0,
+            )
+        random.Random(0).shuffle(urls)
+        store.lookup_urls(urls[:batch])  # connect and warm the statement cache
+        t = time.perf_counter()
+        found = 0
+        for i in range(0, keys, batch):
+            found += len(store.lookup_urls(urls[i : i + batch]))
+        dt = time.perf_counter() - t
+        assert found == keys, f"{found} of {keys} found"
+        return keys / dt
+    finally:
+        store.engine.dispose()
+
+
+def high_water_mib() -> float:
+    """This process's peak RSS: VmHWM on Linux (ru_maxrss would include the RSS of the parent this
+    process was forked from before its exec: the benchmark itself, model loaded)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss(images: Path, n: int) -> dict[str, Any]:
+    """This process's peak RSS through one cold batch of `n` images (called with --rss-probe)."""
+    from lotlens.config import Settings
+    from lotlens.service import Item, Service
+    from lotlens.store import Store
+    from lotlens.vision import Pipeline
+
+    data, _ = load_inputs(images, min(n, 745))
+    base, httpd = start_cdn(data, salted=True)
+    urls = [f"{base}/r{k // len(data)}/{k % len(data)}.jpg" for k in range(n)]
+    pipeline = Pipeline.load()
+    loaded = high_water_mib()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), allow_private_addresses=True)
+        service = Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
+        t = time.perf_counter()
+        results = asyncio.run(service.classify("rss", [Item(u) for u in urls]))
+        dt = time.perf_counter() - t
+    httpd.shutdown()
+    return {
+        "rss_images": n,
+        "rss_ok": sum(x.status == "ok" for x in results),
+        "rss_batch_s": dt,
+        "rss_after_load_mib": loaded,
+        "peak_rss_mib": high_water_mib(),
+    }
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=Path, default=REPO.parent / "shared" / "data" / "dev" / "images")
+    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--rounds", type=int, default=3, help="warm and trusted scrapes (their median)")
+    ap.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/test", help="PostgreSQL admin URL")
+    ap.add_argument("--lookup-keys", type=int, default=LOOKUP_KEYS)
+    ap.add_argument("--rss-images", type=int, default=1000, help="images in the memory probe's batch (0: skip)")
+    ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", choices=["warm", "trusted"])
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service.json")
+    args = ap.parse_args()
+    if args.rss_probe:
+        print(json.dumps(peak_rss(args.images, args.rss_images)))
+        return 0
+
     from lotlens.config import Settings
     from lotlens.imaging import decode
     from lotlens.service import Item, Service
     from lotlens.store import Store
     from lotlens.vision import Pipeline
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--images", type=Path, default=REPO.parent / "shared" / "data" / "dev" / "images")
-    ap.add_argument("--n", type=int, default=120)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service.json")
-    args = ap.parse_args()
-
     data, source = load_inputs(args.images, args.n)
     base, httpd = start_cdn(data)
     urls = [f"{base}/i/{i}.jpg" for i in range(len(data))]
     pipeline = Pipeline.load()
     pipeline.classify([decode(data[0])])  # warm-up
-    r: dict[str, object] = {"images": len(data), "source": source, "model": pipeline.version}
+    r: dict[str, Any] = {"images": len(data), "source": source, "model": pipeline.version}
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), allow_private_addresses=True, verify_fraction=0.0)
+        # Default settings: 2% of known answers are fetched whole and their bytes checked.
+        settings = Settings(data_dir=Path(tmp), allow_private_addresses=True, url_trust_checks=0)
         service = Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
-        items = [Item(u) for u in urls]
-        t = time.perf_counter()
-        cold = asyncio.run(service.classify("bench", items))
-        r["cold_s"] = time.perf_counter() - t
-        r["cold_ok"] = sum(x.status == "ok" for x in cold)
-        t = time.perf_counter()
-        warm = asyncio.run(service.classify("bench", items))
-        r["warm_s"] = time.perf_counter() - t
-        r["warm_sources"] = sorted({x.source or x.reason or "" for x in warm})
-        r["warm_gets"] = service.last_stats.gets
-        r["warm_inferences"] = service.last_stats.classified
+        service.rng.seed(0)
+        r |= scrapes(service, [Item(u) for u in urls], len(data), args.rounds, args.profile)
         service.store.engine.dispose()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     with httpx.Client() as client:
         for u in urls:
             pipeline.classify([decode(client.get(u).content, min_side=None)])
     r["naive_s"] = time.perf_counter() - t
+    r["naive_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / len(urls)
     httpd.shutdown()
     n = len(data)
-    for k in ("cold", "warm", "naive"):
-        r[f"{k}_images_per_s"] = n / float(r[f"{k}_s"])  # type: ignore[arg-type]
-    r["cold_vs_naive"] = float(r["naive_s"]) / float(r["cold_s"])  # type: ignore[arg-type]
-    r["warm_vs_naive"] = float(r["naive_s"]) / float(r["warm_s"])  # type: ignore[arg-type]
+    for k in ("cold", "warm", "trusted", "naive"):
+        r[f"{k}_images_per_s"] = n / float(r[f"{k}_s"])
+    for k in ("cold", "warm", "trusted"):
+        r[f"{k}_vs_naive"] = float(r["naive_s"]) / float(r[f"{k}_s"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r["lookup_keys_per_s_sqlite"] = lookup_rate(f"sqlite:///{tmp}/lookup.db", args.lookup_keys, LOOKUP_BATCH)
+    with fresh_database(args.db) as pg:
+        r["lookup_keys_per_s_postgresql"] = lookup_rate(pg, args.lookup_keys, LOOKUP_BATCH)
+    r["lookup_keys_per_s"] = min(r["lookup_keys_per_s_sqlite"], r["lookup_keys_per_s_postgresql"])
+
+    if args.rss_images:
+        probe = [sys.executable, __file__, "--rss-probe", "--rss-images", str(args.rss_images)]
+        out = subprocess.run([*probe, "--images", str(args.images)], capture_output=True, text=True, check=True)
+        r |= json.loads(out.stdout.strip().splitlines()[-1])
+
     report(r, args.out)
+    print()
+    for k in ("cold_vs_naive", "warm_vs_naive", "trusted_vs_naive", "lookup_keys_per_s", "peak_rss_mib"):
+        if k in r:
+            print(f"{k} {r[k]:.2f}")
     return 0
 
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from lotlens.train.generate import banner
 
@@ -17,6 +18,9 @@ HITS: dict[str, int] = {}
 ETAGS: dict[str, str] = {}  # path -> the ETag /img/ serves it with (tests that change headers in place)
 RAW_TARGETS: list[str] = []  # request targets of /raw/, exactly as they reached the server
 NAMES: dict[str, str] = {}  # path -> the IMAGES entry /img/ serves there (tests that change bytes in place)
+SENT: dict[str, int] = {}  # "GET /path 304" -> count: what the answers were (conditional GETs)
+PEERS: list[tuple[str, int]] = []  # (path, client port) of each request: a reused connection keeps its port
+LAST_MODIFIED = "Mon, 02 Nov 2026 10:00:00 GMT"
 
 
 def _reencoded(data: bytes) -> bytes:
@@ -58,6 +62,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path, query = parts.path, parse_qs(parts.query)
         HITS[self.command + " " + path] = HITS.get(self.command + " " + path, 0) + 1
+        PEERS.append((path, self.client_address[1]))
         if path.startswith("/img/"):
             # /img/<any>?name=<IMAGES key>[&etag=<strong or W/ weak>][&lm=1][&salt=<s>]: chosen bytes and headers
             etag = ETAGS.get(path) or (query["etag"][0] if "etag" in query else None)
@@ -65,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             body = IMAGES[NAMES.get(path) or query.get("name", ["car"])[0]]
             if "salt" in query:  # new bytes, same picture: decoders ignore what follows the JPEG's end
                 body += query["salt"][0].encode()
-            self._send(200, body, "image/jpeg", head, extra, "lm" in query)
+            self._send(200, body, "image/jpeg", head, extra, "lm" in query, conditional="deaf" not in query)
         elif path.startswith("/raw/"):
             RAW_TARGETS.append(self.path)
             self._send(200, IMAGE, "image/jpeg", head)
@@ -115,8 +120,8 @@ class Handler(BaseHTTPRequestHandler):
             self._redirect("/car.jpg")
         elif path == "/redirect":
             self._redirect(query["to"][0])
-        elif path == "/slow.jpg":
-            threading.Event().wait(1.5)
+        elif path == "/slow.jpg":  # ?wait=<seconds>: 1.5 unless told
+            threading.Event().wait(float(query.get("wait", ["1.5"])[0]))
             self._send(200, IMAGE, "image/jpeg", head)
         else:
             self._send(404, b"", "text/plain", head)
@@ -129,12 +134,33 @@ class Handler(BaseHTTPRequestHandler):
         head: bool = False,
         extra: dict[str, str] | None = None,
         last_modified: bool = True,
+        conditional: bool = True,
     ) -> None:
+        """Send `body`; a conditional GET whose validator still matches gets 304 and no body (RFC 9110:
+        If-None-Match first, If-Modified-Since only without it), unless `conditional` is off (a server
+        that ignores validators, as some do)."""
+        etag = (extra or {}).get("ETag")
+        inm, ims = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
+        if inm is not None:
+            unchanged = etag is not None and inm.strip() == etag
+        else:
+            unchanged = ims is not None and last_modified and ims.strip() == LAST_MODIFIED
+        not_modified = status == 200 and conditional and unchanged
+        sent = f"{self.command} {urlsplit(self.path).path} {304 if not_modified else status}"
+        SENT[sent] = SENT.get(sent, 0) + 1
+        if not_modified:
+            self.send_response(304)
+            if etag:
+                self.send_header("ETag", etag)
+            if last_modified:
+                self.send_header("Last-Modified", LAST_MODIFIED)
+            self.end_headers()
+            return
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if last_modified:
-            self.send_header("Last-Modified", "Mon, 02 Nov 2026 10:00:00 GMT")
+            self.send_header("Last-Modified", LAST_MODIFIED)
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()

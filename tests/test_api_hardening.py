@@ -160,7 +160,9 @@ def test_odd_strings_in_a_batch_are_that_image_s_problem(client: TestClient, ser
 
 
 def test_what_the_deadline_leaves_is_skipped_and_the_rest_answered(client: TestClient, server: str) -> None:
-    images = [{"url": f"{server}/slow.jpg?n={i}"} for i in range(3)] + [{"url": f"{server}/img/dl.jpg?name=blue"}]
+    # One GET of a new URL (no HEAD first) that outlasts the 2 s deadline.
+    slow = [{"url": f"{server}/slow.jpg?n={i}&wait=3"} for i in range(3)]
+    images = [*slow, {"url": f"{server}/img/dl.jpg?name=blue"}]
     t0 = time.perf_counter()
     res = client.post("/v1/classify", json={"advertiser": "a", "images": images}, headers=auth("a"))
     took = time.perf_counter() - t0

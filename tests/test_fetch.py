@@ -16,7 +16,7 @@ from lotlens.config import Settings
 from lotlens.errors import FetchError
 from lotlens.fetch import Fetched, Fetcher, address_allowed, sniff_image
 
-from httpserver import HITS, IMAGE, RAW_TARGETS
+from httpserver import HITS, IMAGE, LAST_MODIFIED, PEERS, RAW_TARGETS
 
 FAST = {"fetch_backoff": 0.01, "fetch_total_timeout": 5.0, "max_image_bytes": 20_000}
 
@@ -49,6 +49,40 @@ def test_head_reads_validators_without_the_body(server: str) -> None:
     got = run(lambda f: f.head(f"{server}/etag/car.jpg"), allow_private_addresses=True)
     assert got.headers["etag"] == '"v1"'
     assert got.data == b""
+
+
+def test_conditional_get_is_answered_304_while_the_validator_holds(server: str) -> None:
+    url, by_date = f"{server}/img/cg.jpg?name=car&etag=%22cg%22", f"{server}/img/cg-lm.jpg?name=car&lm=1"
+
+    async def calls(f: Fetcher) -> list[Fetched]:
+        return [
+            await f.get(url),
+            await f.get(url, etag='"cg"'),
+            await f.get(url, etag='"older"'),  # another version: the bytes come
+            await f.get(by_date, last_modified=LAST_MODIFIED),
+            await f.get(by_date, last_modified="Sun, 01 Nov 2026 10:00:00 GMT"),
+        ]
+
+    plain, same, other, same_date, other_date = run(calls, allow_private_addresses=True)
+    assert (plain.status, plain.data, plain.headers["etag"]) == (200, IMAGE, '"cg"')
+    assert (same.status, same.data, same.headers["etag"]) == (304, b"", '"cg"')
+    assert (other.status, other.data) == (200, IMAGE)
+    assert (same_date.status, same_date.data) == (304, b"")
+    assert (other_date.status, other_date.data) == (200, IMAGE)
+
+
+def test_one_connection_serves_heads_304s_and_gets_in_turn(server: str) -> None:
+    url = f"{server}/img/ka.jpg?name=car&etag=%22ka%22"
+
+    async def calls(f: Fetcher) -> None:
+        await f.get(url)
+        await f.head(url)
+        await f.get(url, etag='"ka"')
+        await f.get(url)
+
+    run(calls, allow_private_addresses=True)
+    ports = [port for path, port in PEERS if path == "/img/ka.jpg"][-4:]
+    assert len(set(ports)) == 1  # every answer read to its end: the connection stays alive
 
 
 def test_follows_a_redirect_and_reports_the_final_url(server: str) -> None:

@@ -18,7 +18,7 @@ from lotlens.store import Store
 from lotlens.vision import Pipeline
 
 from fakes import FakePipeline
-from httpserver import ETAGS, HITS, NAMES, RAW_TARGETS
+from httpserver import ETAGS, HITS, NAMES, PEERS, RAW_TARGETS, SENT
 
 
 @pytest.fixture
@@ -43,6 +43,11 @@ def gets(path_prefix: str) -> int:
     return sum(n for k, n in HITS.items() if k.startswith(f"GET {path_prefix}"))
 
 
+def sent(path_prefix: str, status: int) -> int:
+    """GETs of paths under `path_prefix` the server answered with `status` (200: with the bytes)."""
+    return sum(n for k, n in SENT.items() if k.startswith(f"GET {path_prefix}") and k.endswith(f" {status}"))
+
+
 def test_answers_in_order_with_scores_and_model_version(service: Service, server: str) -> None:
     urls = [f"{server}/img/a{i}.jpg?name={n}&etag=%22{n}%22" for i, n in enumerate(["car", "blue", "yellow"])]
     results = classify(service, "adv", *urls)
@@ -65,15 +70,17 @@ def test_second_run_needs_no_get_for_strong_validators_and_no_inference(service:
     batch = strong + by_lm + weak + none
     first = classify(service, "adv", *batch)
     assert service.last_stats.classified == 3  # car and blue each appear twice: same bytes, one inference
-    before = {p: gets(p) for p in ("/img/s", "/img/lm", "/img/w", "/img/n")}
+    before = {p: sent(p, 200) for p in ("/img/s", "/img/lm", "/img/w", "/img/n")}
+    not_modified = sent("/img/", 304)
     second = classify(service, "adv", *batch)
     stats = service.last_stats
     assert stats.classified == 0
-    assert gets("/img/s") == before["/img/s"]  # strong ETag: HEAD only
-    assert gets("/img/lm") == before["/img/lm"]  # Last-Modified + Content-Length: HEAD only
-    assert gets("/img/w") == before["/img/w"] + 1  # weak ETag: must GET, then a content-key hit
-    assert gets("/img/n") == before["/img/n"] + 1
-    assert (stats.header_hits, stats.content_hits) == (3, 2)
+    assert sent("/img/s", 200) == before["/img/s"]  # strong ETag: If-None-Match, answered 304
+    assert sent("/img/lm", 200) == before["/img/lm"]  # Last-Modified + Content-Length: If-Modified-Since, 304
+    assert sent("/img/w", 200) == before["/img/w"] + 1  # weak ETag: the whole GET, then a content-key hit
+    assert sent("/img/n", 200) == before["/img/n"] + 1
+    assert sent("/img/", 304) == not_modified + 3
+    assert (stats.header_hits, stats.content_hits, stats.not_modified, stats.heads) == (3, 2, 3, 0)
     assert [r.source for r in second] == ["cache"] * 5
     assert [(r.type, r.color, r.image_key) for r in second] == [(r.type, r.color, r.image_key) for r in first]
 
@@ -107,17 +114,20 @@ def test_host_whose_header_key_changes_over_same_bytes_is_distrusted(service: Se
     classify(service, "adv", url)
     assert not service.store.host_trusted(host)
     assert service.last_stats.hosts_distrusted == [host]
-    before = HITS.get("HEAD /img/d.jpg", 0)
+    before = sent("/img/d.jpg", 200)
     classify(service, "adv", url)
-    assert HITS.get("HEAD /img/d.jpg", 0) == before  # content keys only: no HEAD any more
+    assert sent("/img/d.jpg", 200) == before + 1  # content keys only: the whole GET, never a 304
+    assert service.last_stats.conditional_gets == 0
 
 
 def test_advertiser_forced_to_content_keys(tmp_path: Path, pipeline: Pipeline, server: str) -> None:
     settings = Settings(data_dir=tmp_path, allow_private_addresses=True, key_modes={"strict": "content"})
     svc = Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
-    before = HITS.get("HEAD /img/k.jpg", 0)
+    before = sent("/img/k.jpg", 200)
     classify(svc, "strict", f"{server}/img/k.jpg?name=car&etag=%22k%22")
-    assert HITS.get("HEAD /img/k.jpg", 0) == before
+    classify(svc, "strict", f"{server}/img/k.jpg?name=car&etag=%22k%22")
+    assert sent("/img/k.jpg", 200) == before + 2  # the bytes every time: never a conditional GET
+    assert (svc.last_stats.conditional_gets, svc.last_stats.content_hits) == (0, 1)
 
 
 def test_known_color_is_answered_and_the_same_bytes_without_one_get_the_model_s(scripted: Service, server: str) -> None:
@@ -234,6 +244,80 @@ def test_a_cdn_that_keeps_its_etag_over_new_bytes_is_caught_by_verification(serv
     service.settings = service.settings.model_copy(update={"verify_fraction": 0.0})
     [after] = classify(service, "adv", url)  # content keys only from now on: a GET every time
     assert (after.image_key, service.last_stats.gets, service.last_stats.heads) == (caught.image_key, 1, 0)
+
+
+def test_a_server_that_ignores_validators_sends_the_bytes_once(service: Service, server: str) -> None:
+    url = f"{server}/img/deaf.jpg?name=yellow&etag=%22deaf%22&deaf=1"
+    [first] = classify(service, "adv", url)
+    before = gets("/img/deaf.jpg")
+    [again] = classify(service, "adv", url)
+    stats = service.last_stats
+    assert gets("/img/deaf.jpg") == before + 1  # the conditional GET got the bytes: no second GET
+    assert (stats.conditional_gets, stats.not_modified, stats.content_hits, stats.classified) == (1, 0, 1, 0)
+    assert (again.image_key, again.source) == (first.image_key, "cache")
+
+
+def test_one_client_keeps_its_connection_alive_across_batches(service: Service, server: str) -> None:
+    url = f"{server}/img/alive.jpg?name=blue&etag=%22alive%22"
+
+    def ports() -> list[int]:
+        return [port for path, port in PEERS if path == "/img/alive.jpg"]
+
+    async def two_batches(resident: bool) -> None:
+        if resident:
+            async with service:
+                await service.classify("adv", [Item(url)])
+                await service.classify("adv", [Item(url)])
+        else:
+            await service.classify("adv", [Item(url)])
+            await service.classify("adv", [Item(url)])
+
+    seen = len(ports())  # the server outlives the test (and runs it once per store)
+    asyncio.run(two_batches(resident=True))
+    first, second = ports()[seen:]
+    assert first == second  # one client, one kept-alive connection
+    asyncio.run(two_batches(resident=False))
+    third, fourth = ports()[seen + 2 :]
+    assert third != fourth  # a client per batch: a new connection each time
+
+
+def test_url_trust_is_earned_used_and_lost(scripted: Service, server: str) -> None:
+    svc, host = scripted, "127.0.0.1"
+    svc.settings = svc.settings.model_copy(update={"url_trust_checks": 4})
+    paths = [f"/img/trust{i}.jpg" for i in range(2)]
+    for i, p in enumerate(paths):
+        ETAGS[p], NAMES[p] = f'"t{i}"', "car"
+    urls = [server + p for p in paths]
+    first = classify(svc, "adv", *urls)
+    classify(svc, "adv", *urls)  # 2 checks (304s) of 4: not yet
+    assert (svc.last_stats.not_modified, svc.last_stats.url_trust_earned) == (2, [])
+    classify(svc, "adv", *urls)
+    assert svc.last_stats.url_trust_earned == [host]
+    assert svc.store.host_trust([host])[host].urls
+    # Earned: answered from the URL alone, no request at all.
+    before = sum(HITS.get(f"GET {p}", 0) for p in paths)
+    trusted = classify(svc, "adv", *urls)
+    assert sum(HITS.get(f"GET {p}", 0) for p in paths) == before
+    assert (svc.last_stats.url_hits, svc.last_stats.conditional_gets, svc.last_stats.gets) == (2, 0, 0)
+    assert [(r.image_key, r.source) for r in trusted] == [(r.image_key, "cache") for r in first]
+    # The random sample still checks: the same bytes keep the trust.
+    svc.settings = svc.settings.model_copy(update={"verify_fraction": 1.0})
+    classify(svc, "adv", *urls)
+    assert (svc.last_stats.verified, svc.last_stats.url_hits) == (2, 0)
+    assert svc.store.host_trust([host])[host].urls
+    # New bytes under a trusted URL: unseen until the sample checks that URL, then trust is lost.
+    NAMES[paths[0]] = "yellow"
+    svc.settings = svc.settings.model_copy(update={"verify_fraction": 0.0})
+    assert classify(svc, "adv", urls[0])[0].image_key == first[0].image_key
+    svc.settings = svc.settings.model_copy(update={"verify_fraction": 1.0})
+    [caught] = classify(svc, "adv", urls[0])
+    assert caught.image_key != first[0].image_key
+    assert svc.last_stats.url_trust_lost == [host]
+    assert not svc.store.host_trust([host])[host].urls
+    svc.settings = svc.settings.model_copy(update={"verify_fraction": 0.0})
+    for _ in range(3):  # lost for good: every answer asks the CDN again
+        classify(svc, "adv", *urls)
+        assert (svc.last_stats.url_hits, svc.last_stats.url_trust_earned) == (0, [])
 
 
 @pytest.fixture

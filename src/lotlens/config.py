@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     verify_fraction: float = Field(
         default=0.02, ge=0, le=1, description="share of header-key hits fetched anyway to check the CDN"
     )
+    url_trust_checks: int = Field(
+        default=1000,
+        ge=0,
+        description="checks of a host's known URLs finding the same bytes, with no change ever, after which "
+        "its known URLs are answered without a request (0: never)",
+    )
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
     threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
     session_secret: SecretStr | None = Field(

@@ -25,6 +25,7 @@ from lotlens.errors import FetchError
 ACCEPT = "image/avif,image/webp,image/jpeg,image/png,image/gif,image/*;q=0.8"
 USER_AGENT = "lotlens/0.1 (+inventory image tagging)"
 MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -204,16 +205,25 @@ class Fetcher:
         """HEAD `url` (following redirects) for its validators; no body is read."""
         return await self._with_retries(url, "HEAD")
 
-    async def get(self, url: str) -> Fetched:
-        """GET `url`: the body within the byte limit, and it must be an image by its bytes."""
-        return await self._with_retries(url, "GET")
+    async def get(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
+        """GET `url`: the body within the byte limit, and it must be an image by its bytes.
 
-    async def _with_retries(self, url: str, method: str) -> Fetched:
+        With the validators of a copy already held (`etag`, `last_modified`), the GET is conditional
+        (`If-None-Match`, `If-Modified-Since`): status 304 and no body means that copy still holds.
+        """
+        conditional = {}
+        if etag:
+            conditional["If-None-Match"] = etag
+        if last_modified:
+            conditional["If-Modified-Since"] = last_modified
+        return await self._with_retries(url, "GET", conditional)
+
+    async def _with_retries(self, url: str, method: str, conditional: dict[str, str] | None = None) -> Fetched:
         attempts = self.settings.fetch_retries + 1
         for attempt in range(attempts):
             try:
                 async with asyncio.timeout(self.settings.fetch_total_timeout):
-                    return await self._follow(url, method)
+                    return await self._follow(url, method, conditional or {})
             except TimeoutError as exc:
                 error = FetchError("timeout", f"{url}: over {self.settings.fetch_total_timeout}s")
                 error.__cause__ = exc
@@ -225,13 +235,13 @@ class Fetcher:
                 await asyncio.sleep(self.settings.fetch_backoff * (2**attempt) * (0.5 + random.random()))
         raise error
 
-    async def _follow(self, url: str, method: str) -> Fetched:
+    async def _follow(self, url: str, method: str, conditional: dict[str, str]) -> Fetched:
         for _ in range(MAX_REDIRECTS + 1):
             parts = checked_url(url)
             host = parts.hostname or ""
             async with self._global, self._per_host[host]:
-                resp = await self._request(method, parts)
-            if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
+                resp = await self._request(method, parts, conditional)
+            if resp.status in REDIRECTS and "location" in resp.headers:
                 try:
                     url = str(httpx.URL(url).join(resp.headers["location"]))
                 except httpx.InvalidURL as exc:
@@ -254,26 +264,30 @@ class Fetcher:
                 return a
         raise FetchError("blocked_address", f"{host} -> {', '.join(addresses)}")
 
-    async def _request(self, method: str, parts: SplitResult) -> Fetched:
+    async def _request(self, method: str, parts: SplitResult, conditional: dict[str, str]) -> Fetched:
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         address = await self._pinned(host, port)
         netloc = f"[{address}]" if ":" in address else address
         target = urlunsplit((parts.scheme, f"{netloc}:{port}", parts.path or "/", parts.query, ""))
-        headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+        headers = {"Host": parts.netloc.rsplit("@", 1)[-1]} | conditional
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
         url = urlunsplit(parts)
         try:
             async with self._client.stream(method, target, headers=headers, extensions=extensions) as resp:
                 hdrs = {k.lower(): v for k, v in resp.headers.items()}
-                if resp.is_redirect:
+                bodiless = method == "HEAD" or (resp.status_code == 304 and conditional)
+                declared = hdrs.get("content-length", "")
+                if bodiless or (resp.status_code in REDIRECTS and declared.isdigit() and int(declared) <= 4096):
+                    # None or next to none: reading to its end is what keeps the connection alive.
+                    await resp.aread()
+                if resp.status_code in REDIRECTS:
                     return Fetched(url, resp.status_code, hdrs)
                 if resp.status_code >= 400:
                     raise FetchError(f"http_{resp.status_code}", url)
-                if method == "HEAD":
+                if bodiless:
                     return Fetched(url, resp.status_code, hdrs)
                 limit = self.settings.max_image_bytes
-                declared = hdrs.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise FetchError("too_large", f"{declared} bytes declared, limit {limit}")
                 body = bytearray()

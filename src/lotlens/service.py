@@ -1,7 +1,8 @@
-"""One batch end to end, as named stages over one `Work` object per image. Kept whole (about 500
+"""One batch end to end, as named stages over one `Work` object per image. Kept whole (about 600
 lines): the stages of a batch read top to bottom in one place, each a method of `Batch`.
 
-    parse -> header keys (HEAD) -> lookup -> fetch misses -> content keys -> lookup again
+    parse -> header keys (URL index; conditional GET, or the URL alone) -> lookup -> fetch misses
+          -> content keys -> lookup again
           -> decode -> classify -> store -> record the inventory -> answers in input order
 
 Downloads, decoding and inference overlap: fetched images queue for a consumer that takes them in
@@ -34,11 +35,12 @@ from lotlens.config import Settings
 from lotlens.errors import FetchError, ImageDecodeError, StorageError
 from lotlens.fetch import Fetched, Fetcher
 from lotlens.imaging import MemoryBudget, RGBArray, decode
-from lotlens.keys import content_key, hamming, header_key, normalise_url, perceptual_hash
+from lotlens.keys import content_key, hamming, header_key, normalise_url, perceptual_hash, strong_etag
 from lotlens.labels import PLACEHOLDER, scraped_color
 from lotlens.storage import Storage
 from lotlens.store import Answer, Store
 from lotlens.store.images import ImageFolder
+from lotlens.store.records import HostTrust, UrlRecord, UrlSeen
 from lotlens.vision import Pipeline
 from lotlens.vision.vehicle import vehicle_color
 
@@ -51,8 +53,6 @@ GROUPS_IN_FLIGHT = 3  # groups of one batch between content keys and store at on
 # Model calls in flight at once: the Python half of one call (resizes, signals, boxes) runs while
 # onnxruntime works on the other, so its threads do not wait between calls.
 INFERENCE_CALLS = 2
-# HEAD failures after which a GET would fail the same way.
-FINAL_HEAD_REASONS = frozenset({"http_404", "http_410", "blocked_address", "dns", "bad_url"})
 
 
 def printable(text: str, limit: int) -> str:
@@ -115,10 +115,13 @@ class Result:
 class BatchStats:
     """What one batch cost: the figures `/metrics` and the benchmark read."""
 
-    header_hits: int = 0
+    url_hits: int = 0  # answered from the URL alone: no request (a host with URL trust)
+    header_hits: int = 0  # a 304 to a conditional GET (or a verification of a known URL)
     content_hits: int = 0
     near_duplicates: int = 0
     heads: int = 0
+    conditional_gets: int = 0
+    not_modified: int = 0
     gets: int = 0
     classified: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
@@ -127,6 +130,8 @@ class BatchStats:
     fetch_seconds: float = 0.0
     inference_seconds: float = 0.0  # summed over the batch's groups, which overlap: can exceed its wall time
     hosts_distrusted: list[str] = field(default_factory=list)
+    url_trust_earned: list[str] = field(default_factory=list)
+    url_trust_lost: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,7 +142,10 @@ class Work:
     result: Result
     url: str | None = None  # normalised: keys and the inventory
     given: str | None = None  # as given: what is fetched (signed URLs break when re-encoded)
-    header_key: str | None = None
+    host: str = ""
+    known: UrlRecord | None = None  # what the URL index held for this URL when the batch began
+    by_url: bool = False  # answered from the URL alone, no request
+    not_modified: bool = False  # a conditional GET got 304: the bytes in `known` still hold
     content_key: str | None = None
     fetched: Fetched | None = None  # its bytes are dropped once stored
     cached: bool = False  # answered by a key the store knew before this batch
@@ -186,6 +194,29 @@ class Service:
         self.decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="lotlens-decode")
         self.last_stats = BatchStats()
         self.rng = random.Random()
+        self._resident: tuple[asyncio.AbstractEventLoop, Fetcher] | None = None
+
+    async def __aenter__(self) -> Service:
+        """Hold one HTTP client for every batch run on this event loop (the server's), so that its
+        connections stay alive from batch to batch; `async with service:` around the loop's life."""
+        self._resident = (asyncio.get_running_loop(), self._fetcher())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        resident, self._resident = self._resident, None
+        if resident is not None:
+            await resident[1].aclose()
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[Fetcher]:
+        """The client this loop holds (`async with service`), else one for this batch alone (a job
+        chunk or the CLI, which run a loop per call)."""
+        resident = self._resident
+        if resident is not None and resident[0] is asyncio.get_running_loop():
+            yield resident[1]
+            return
+        async with self._fetcher() as fetcher:
+            yield fetcher
 
     async def classify(self, advertiser: str, items: Sequence[Item], deadline: float | None = None) -> list[Result]:
         """Answer every item, in order (the batch's figures land in `last_stats`)."""
@@ -228,7 +259,7 @@ class Batch:
 
     async def run(self) -> tuple[list[Result], BatchStats]:
         self.parse()
-        async with self.service._fetcher() as fetcher:
+        async with self.service.client() as fetcher:
             with contextlib.suppress(TimeoutError):
                 async with self._within_deadline():
                     await self.header_keys(fetcher)
@@ -255,46 +286,73 @@ class Batch:
                 if len(url) > MAX_URL or "\0" in url:
                     raise ValueError("too long or has a NUL")
                 w.url, w.given = normalise_url(url), url.strip()
+                w.host = urlsplit(w.url).hostname or ""
             except ValueError:  # UnicodeError among them
                 w.result.skip("bad_url")
 
     async def header_keys(self, fetcher: Fetcher) -> None:
-        """HEAD the images of hosts whose headers are trusted, for their header keys."""
+        """What each URL served last (the URL index, a query per 1,000 URLs), then no request where
+        the host has URL trust, a conditional GET where its headers are trusted (304: the same bytes).
+
+        A random `verify_fraction` of both is fetched whole instead and its bytes compared (in
+        `classify_group`). New URLs wait for the GET of the misses: a HEAD would not find them.
+        """
         if self.mode == "content":
             return
         todo = [w for w in self.work if w.ok]
-        hosts = {urlsplit(w.url or "").hostname or "" for w in todo}
-        trusted = await asyncio.to_thread(self.store.trusted_hosts, hosts)
-        want = [w for w in todo if self.mode == "header" or (urlsplit(w.url or "").hostname or "") in trusted]
-        heads = await asyncio.gather(*(fetcher.head(w.given or "") for w in want), return_exceptions=True)
-        self.stats.heads += len(want)
-        for w, h in zip(want, heads, strict=True):
-            if isinstance(h, Fetched):
-                w.header_key = header_key(h.url, h.headers)
-            elif isinstance(h, FetchError):
-                if h.reason in FINAL_HEAD_REASONS:
-                    w.result.skip(h.reason)
+        known, trust = await asyncio.to_thread(self._known, todo)
+        rng, share = self.service.rng, self.settings.verify_fraction
+        conditional = []
+        for w in todo:
+            rec = w.known = known.get(w.url or "")
+            if rec is None:
+                continue
+            host = trust.get(w.host, HostTrust())
+            if host.urls or ((host.headers or self.mode == "header") and rec.header_key):
+                w.content_key = rec.content_key
+                if rng.random() < share:
+                    w.verify = True  # fetched whole: the bytes must match the stored key
+                elif host.urls:
+                    w.by_url = True
+                else:
+                    conditional.append(w)
+        replies = await asyncio.gather(
+            *(fetcher.get(w.given or "", w.known.etag, w.known.last_modified) for w in conditional if w.known),
+            return_exceptions=True,
+        )
+        self.stats.conditional_gets += len(conditional)
+        for w, r in zip(conditional, replies, strict=True):
+            if isinstance(r, Fetched):
+                if r.status == 304:
+                    w.not_modified = True
+                    self.stats.not_modified += 1
+                else:  # new bytes (or a server that ignores validators): this was the GET of a miss
+                    w.fetched, w.content_key = r, None
+            elif isinstance(r, FetchError):
+                w.result.skip(r.reason)
             else:
-                _internal(w.result, h, "HEAD")
+                _internal(w.result, r, "GET")
+
+    def _known(self, todo: list[Work]) -> tuple[dict[str, UrlRecord], dict[str, HostTrust]]:
+        """The URL index's rows and the hosts' trust for a batch (a thread)."""
+        return self.store.lookup_urls(w.url or "" for w in todo), self.store.host_trust(w.host for w in todo)
 
     async def lookup(self) -> None:
-        """One lookup by header key; a hit is answered from the store (a random share is checked)."""
-        keyed = [w for w in self.work if w.ok and w.header_key]
+        """The stored answers of the content keys the URL index gave; a hit needs nothing more."""
+        keyed = [w for w in self.work if w.ok and w.content_key and w.fetched is None]
         if not keyed:
             return
-        known = await asyncio.to_thread(self.store.lookup_header_keys, [w.header_key or "" for w in keyed])
-        for w in keyed:
-            w.content_key = known.get(w.header_key or "")
-        keys = {w.content_key for w in keyed if w.content_key}
+        keys = {w.content_key or "" for w in keyed}
         self.answers |= await asyncio.to_thread(self.store.answers, keys, self.advertiser)
         for w in keyed:
             if w.content_key in self.answers:
                 w.cached = True
-                self.stats.header_hits += 1
-                # A CDN that keeps a strong ETag while the bytes change is caught only by the bytes.
-                w.verify = self.service.rng.random() < self.settings.verify_fraction
-            else:
-                w.content_key = None
+                if w.by_url:
+                    self.stats.url_hits += 1
+                else:
+                    self.stats.header_hits += 1
+            else:  # no answer under that key (it could not be classified): fetched and tried again
+                w.content_key, w.by_url, w.verify, w.not_modified = None, False, False, False
 
     async def fetch_and_classify(self, fetcher: Fetcher) -> None:
         """GET the misses (and the checks); a consumer classifies them in groups as they arrive."""
@@ -307,7 +365,8 @@ class Batch:
 
         async def get(w: Work) -> None:
             try:
-                w.fetched = await fetcher.get(w.given or "")
+                if w.fetched is None:  # a conditional GET that got new bytes has them already
+                    w.fetched = await fetcher.get(w.given or "")
             except FetchError as exc:
                 if not w.verify:
                     w.result.skip(exc.reason)
@@ -515,6 +574,26 @@ class Batch:
             given = r.color == known_color or "color" in a.manual or r.source == "manual"
             r.color_confident = given or r.scores["color"].get(r.color, 0.0) >= self.settings.low_confidence
 
+    @staticmethod
+    def _seen(w: Work) -> UrlSeen | None:
+        """What a request taught about this URL (None: no request, or a verification that matched)."""
+        key = w.content_key or ""
+        if w.not_modified:
+            return UrlSeen(w.url or "", w.host, key, w.known, fetched=False)
+        if w.fetched is None:
+            return None
+        h = w.fetched.headers
+        return UrlSeen(
+            w.url or "",
+            w.host,
+            key,
+            w.known,
+            fetched=True,
+            header_key=header_key(w.fetched.url, h),
+            etag=strong_etag(h.get("etag")),
+            last_modified=modified if len(modified := h.get("last-modified", "")) <= 64 else None,
+        )
+
     def _vehicle_colors(self, answered: list[Work]) -> None:
         """Each answer's vehicle color: the vote of every photo the advertiser shows for that vehicle."""
         vehicles = {w.item.vehicle_id for w in answered if w.item.vehicle_id}
@@ -529,17 +608,21 @@ class Batch:
                 w.result.vehicle_color, w.result.vehicle_color_confidence = vote.color, vote.confidence
 
     def _record_inventory(self) -> None:
-        """Sightings, skips, answer counts and header-key lessons of the batch (a thread)."""
+        """Sightings, skips, answer counts and what the batch learnt about URLs and hosts (a thread)."""
         answered = [w for w in self.work if w.ok]
         if self.mode != "content":
-            lessons = [
-                (hk, w.content_key or "", urlsplit(w.url or "").hostname or "", w.url or "")
-                for w in answered
-                if w.fetched is not None and (hk := header_key(w.fetched.url, w.fetched.headers))
-            ]
-            for host, why in self.store.learn_header_keys(lessons):
+            lessons = self.store.learn_urls(
+                [seen for w in answered if (seen := self._seen(w))], self.settings.url_trust_checks
+            )
+            for host, why in lessons.headers_distrusted:
                 log.warning("host %s untrusted: %s; content keys only from now on", host, why)
                 self.stats.hosts_distrusted.append(host)
+            for host in lessons.url_trust_earned:
+                log.info("host %s: URL trust earned; its known URLs are answered without a request", host)
+            for host in lessons.url_trust_lost:
+                log.warning("host %s: bytes changed under a known URL; URL trust lost for good", host)
+            self.stats.url_trust_earned += lessons.url_trust_earned
+            self.stats.url_trust_lost += lessons.url_trust_lost
         self.store.see_many(
             self.advertiser, [(w.url or "", w.content_key or "", w.item.vehicle_id, w.result.source) for w in answered]
         )

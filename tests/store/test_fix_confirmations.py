@@ -60,7 +60,7 @@ def test_migration_0009_goes_down_and_up_keeping_the_history_append_only(store_u
     cfg.set_main_option("script_location", str(resources.files("lotlens.store") / "migrations"))
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0007")
+        command.downgrade(cfg, "0008")
         command.upgrade(cfg, "head")
     _seed(store)
     store.add_fix(K1, "type", "Stock", actor="x", role="staff", scope="global", advertiser=None)

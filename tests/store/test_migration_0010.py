@@ -22,7 +22,7 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
 def test_0010_up_and_down(store_url: str) -> None:
     engine = make_engine(store_url)
     try:
-        upgrade(engine, "0007")
+        upgrade(engine, "0009")
         assert "answer_counts" in sa.inspect(engine).get_table_names()
         upgrade(engine)
         names = sa.inspect(engine).get_table_names()
@@ -37,7 +37,7 @@ def test_0010_up_and_down(store_url: str) -> None:
                     ),
                     {"k": key},
                 )
-        downgrade(engine, "0007")
+        downgrade(engine, "0009")
         with engine.connect() as c:
             rows = c.execute(sa.text("SELECT advertiser, model_version, type, source, n FROM answer_counts")).all()
         assert [tuple(r) for r in rows] == [("a", "m1", "Dealer", "cache", 2)]

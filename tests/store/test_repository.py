@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import random
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from lotlens.labels import COLORS
 from lotlens.store import Store
+from lotlens.store.records import HostTrust, UrlRecord, UrlSeen
 
 K1, K2 = "c:" + "1" * 64, "c:" + "2" * 64
 SCORES = {"type": {"Dealer": 0.9, "Stock": 0.05, "Placeholder": 0.05}, "color": {"Red": 0.8}}
@@ -177,6 +179,86 @@ def test_header_keys_and_trust(store: Store) -> None:
     assert not store.distrust_host("cdn.x", "again")
     assert not store.host_trusted("cdn.x")
     assert store.host_trusted("other.cdn")
+
+
+def _seen(url: str, key: str, before: UrlRecord | None, fetched: bool = True, etag: str = '"e1"') -> UrlSeen:
+    return UrlSeen(url, "cdn.x", key, before, fetched, "h:" + (url + etag).encode().hex()[-64:], etag, None)
+
+
+def test_url_index_remembers_validators_and_counts_checks(store: Store) -> None:
+    store.put_image(K1)
+    url = "https://cdn.x/1.jpg"
+    assert store.lookup_urls([url]) == {}
+    store.learn_urls([_seen(url, K1, None)], url_trust_checks=0)
+    rec = store.lookup_urls([url, "https://cdn.x/other.jpg"])[url]
+    assert (rec.content_key, rec.etag, rec.checks) == (K1, '"e1"', 0)
+    assert rec.header_key
+    assert rec.header_key.startswith("h:")
+    store.learn_urls([_seen(url, K1, rec, fetched=False)], url_trust_checks=0)  # a 304
+    again = store.lookup_urls([url])[url]
+    assert (again.checks, again.header_key, again.etag) == (1, rec.header_key, '"e1"')
+    assert store.header_keys_of(K1)[0].url == url
+
+
+def test_url_trust_is_earned_after_enough_checks_and_lost_for_good_on_a_change(store: Store) -> None:
+    store.put_image(K1)
+    store.put_image(K2)
+    urls = [f"https://cdn.x/{i}.jpg" for i in range(3)]
+    store.learn_urls([_seen(u, K1, None) for u in urls], url_trust_checks=5)
+    assert store.host_trust(["cdn.x", "new.cdn"]) == {"cdn.x": HostTrust(True, False), "new.cdn": HostTrust()}
+    known = store.lookup_urls(urls)
+    lessons = store.learn_urls([_seen(u, K1, known[u], fetched=False) for u in urls], url_trust_checks=5)
+    assert lessons.url_trust_earned == []  # 3 checks of 5
+    known = store.lookup_urls(urls)
+    lessons = store.learn_urls([_seen(u, K1, known[u]) for u in urls], url_trust_checks=5)  # same bytes, whole
+    assert lessons.url_trust_earned == ["cdn.x"]
+    assert store.host_trust(["cdn.x"])["cdn.x"] == HostTrust(True, True)
+    # New bytes under a known URL (with a new ETag: the headers stay trusted): URL trust is lost.
+    known = store.lookup_urls(urls)
+    lessons = store.learn_urls([_seen(urls[0], K2, known[urls[0]], etag='"e2"')], url_trust_checks=5)
+    assert (lessons.url_trust_lost, lessons.headers_distrusted) == (["cdn.x"], [])
+    assert store.host_trust(["cdn.x"])["cdn.x"] == HostTrust(True, False)
+    assert store.lookup_urls(urls)[urls[0]].content_key == K2
+    for _ in range(3):  # and is not earned again
+        known = store.lookup_urls(urls)
+        lessons = store.learn_urls([_seen(u, known[u].content_key, known[u], fetched=False) for u in urls], 5)
+        assert lessons.url_trust_earned == []
+    assert not store.host_trust(["cdn.x"])["cdn.x"].urls
+
+
+def test_header_lessons_of_the_url_index(store: Store) -> None:
+    store.put_image(K1)
+    store.put_image(K2)
+    a, b = "https://a.cdn/1.jpg", "https://b.cdn/1.jpg"
+    store.learn_urls([replace(_seen(a, K1, None), host="a.cdn"), replace(_seen(b, K1, None), host="b.cdn")], 0)
+    known = store.lookup_urls([a, b])
+    lessons = store.learn_urls(
+        [
+            replace(_seen(a, K2, known[a]), host="a.cdn"),  # the same header key, new bytes
+            replace(_seen(b, K1, known[b], etag='"e9"'), host="b.cdn"),  # a new header key, the same bytes
+        ],
+        url_trust_checks=0,
+    )
+    assert dict(lessons.headers_distrusted) == {
+        "a.cdn": "a header key served different bytes",
+        "b.cdn": "the header key changed while the bytes did not",
+    }
+    assert not store.host_trust(["a.cdn"])["a.cdn"].headers
+    assert store.learn_urls([replace(_seen(b, K1, None), host="b.cdn")], 0).headers_distrusted == []
+
+
+def test_lookups_take_thousands_of_keys(store: Store) -> None:
+    """A query per 1,000 keys, one bind parameter each: past SQLite's and PostgreSQL's variable limits."""
+    store.put_image(K1)
+    urls = [f"https://cdn.x/{i}.jpg" for i in range(2500)]
+    store.learn_urls([_seen(u, K1, None) for u in urls], url_trust_checks=0)
+    asked = urls[::2] + [f"https://cdn.x/missing/{i}.jpg" for i in range(1500)]
+    found = store.lookup_urls(asked)
+    assert set(found) == set(urls[::2])
+    assert {r.content_key for r in found.values()} == {K1}
+    headers = {r.header_key for r in found.values()}
+    assert set(store.lookup_header_keys([*headers, "h:nope"]).values()) == {K1}
+    assert len(store.lookup_header_keys(headers)) == 1250
 
 
 def test_inventory_and_near_duplicate_candidates(store: Store) -> None:

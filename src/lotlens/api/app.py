@@ -43,7 +43,8 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         app.state.lotlens = app_state = await asyncio.to_thread(AppState, settings, st, champion)
         app.state.jobs = await asyncio.to_thread(start_runner, settings, st, champion)
         watcher = asyncio.create_task(app_state.follow_champion())
-        yield
+        async with app_state.service:  # one HTTP client, its connections kept alive, for every batch
+            yield
         watcher.cancel()
         await asyncio.to_thread(app.state.jobs.close)
         if store is None:

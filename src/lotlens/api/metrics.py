@@ -32,6 +32,7 @@ class Metrics:
 
     def batch(self, results: list[Result], s: BatchStats) -> None:
         """Count one batch's answers and costs."""
+        self.cache_hits.labels("url").inc(s.url_hits)
         self.cache_hits.labels("header").inc(s.header_hits)
         self.cache_hits.labels("content").inc(s.content_hits)
         self.cache_hits.labels("near_duplicate").inc(s.near_duplicates)

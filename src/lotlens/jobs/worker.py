@@ -63,9 +63,9 @@ class FleetFetcher(Fetcher):
         async with self._slot(url):
             return await super().head(url)
 
-    async def get(self, url: str) -> Fetched:
+    async def get(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
         async with self._slot(url):
-            return await super().get(url)
+            return await super().get(url, etag, last_modified)
 
     @asynccontextmanager
     async def _slot(self, url: str) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ prediction that finishes after a fix can never overwrite it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,9 +16,14 @@ from sqlalchemy.orm import Session
 
 from lotlens.errors import InvalidInput
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES, normalise_color
-from lotlens.store.engine import StoreBase, chunks, now
-from lotlens.store.records import Answer
-from lotlens.store.tables import Fix, HeaderKey, Host, Image, Prediction
+from lotlens.store.engine import LOOKUP_CHUNK, StoreBase, chunks, now
+from lotlens.store.records import Answer, HostLessons, HostTrust, UrlRecord, UrlSeen
+from lotlens.store.tables import Fix, HeaderKey, Host, Image, Prediction, Url
+
+
+def url_key(url: str) -> str:
+    """The URL index's key of a normalised URL (fixed width, whatever the URL's length)."""
+    return "u:" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class CacheQueries(StoreBase):
@@ -80,50 +86,130 @@ class CacheQueries(StoreBase):
                     .on_conflict_do_nothing(index_elements=["content_key", "model_version"])
                 )
 
-    def learn_header_keys(self, rows: Sequence[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
-        """Remember which bytes each (header key, content key, host, url) served, in one transaction,
-        and distrust a host whose header key now maps to new bytes, or whose bytes came under a new
-        header key. Returns the (host, why) of hosts distrusted by this call."""
-        if not rows:
-            return []
-        out: list[tuple[str, str]] = []
+    def learn_urls(self, seen: Sequence[UrlSeen], url_trust_checks: int) -> HostLessons:
+        """Write what a batch saw under its URLs, in one transaction and without reading them again
+        (`before` is what the batch read): the URL index, the header keys, and the hosts' lessons.
+
+        Headers: a host is distrusted when a header key served new bytes, or the header key of a URL
+        changed while its bytes did not. URLs: every request that found a known URL's bytes unchanged
+        (a 304, or the same bytes) counts toward the host's URL trust, earned after
+        `url_trust_checks` such checks with no change ever (0: never); the first change under a known
+        URL loses it and zeroes the count, for good.
+        """
+        out = HostLessons()
+        if not seen:
+            return out
         t = now()
-        with self._session.begin() as s:
-            known = {
-                r.header_key: r
-                for r in s.scalars(
-                    select(HeaderKey).where(HeaderKey.header_key.in_([r[0] for r in rows])).with_for_update()
-                )
-            }
-            others = set(
-                s.execute(
-                    select(HeaderKey.url, HeaderKey.content_key, HeaderKey.header_key).where(
-                        HeaderKey.url.in_([r[3] for r in rows])
-                    )
-                ).all()
-            )
-            reasons: dict[str, str] = {}
-            for hkey, ckey, host, url in rows:
-                row = known.get(hkey)
-                if row is None:
-                    row = HeaderKey(header_key=hkey, content_key=ckey, host=host, url=url, first_seen=t, last_seen=t)
-                    s.add(row)
-                    known[hkey] = row
-                    if any(u == url and c == ckey and h != hkey for u, c, h in others):
-                        reasons.setdefault(host, "the header key changed while the bytes did not")
-                    continue
-                if row.content_key != ckey:
-                    reasons.setdefault(host, "a header key served different bytes")
-                row.content_key, row.last_seen, row.url = ckey, t, url
-            for host, why in reasons.items():
-                h = s.get(Host, host, with_for_update=True)
-                if h is None:
-                    s.add(Host(host=host, trusted=False, reason=why, changed_at=t))
-                elif h.trusted:
-                    h.trusted, h.reason, h.changed_at = False, why, t
+        rows: dict[str, dict[str, Any]] = {}
+        header_rows: dict[str, dict[str, Any]] = {}
+        checks: dict[str, int] = {}
+        changed: set[str] = set()
+        reasons: dict[str, str] = {}
+        for v in seen:
+            b = v.before
+            checks.setdefault(v.host, 0)
+            if b is not None and not v.fetched:  # a 304: the validators still hold
+                header, etag, modified, same = b.header_key, b.etag, b.last_modified, True
+            else:
+                header, etag, modified = v.header_key, v.etag, v.last_modified
+                same = b is not None and b.content_key == v.content_key
+            if b is not None:
+                if same:
+                    checks[v.host] += 1
+                    if b.header_key and header and header != b.header_key:
+                        reasons.setdefault(v.host, "the header key changed while the bytes did not")
                 else:
+                    changed.add(v.host)
+                    if header and header == b.header_key:
+                        reasons.setdefault(v.host, "a header key served different bytes")
+            rows[url_key(v.url)] = {
+                "url_key": url_key(v.url),
+                "url": v.url,
+                "host": v.host,
+                "content_key": v.content_key,
+                "header_key": header,
+                "etag": etag,
+                "last_modified": modified,
+                "checks": (b.checks + 1) if b is not None and same else 0,
+                "first_seen": t,
+                "last_checked": t,
+            }
+            if header and v.fetched:
+                header_rows[header] = {
+                    "header_key": header,
+                    "content_key": v.content_key,
+                    "host": v.host,
+                    "url": v.url,
+                    "first_seen": t,
+                    "last_seen": t,
+                }
+        with self._session.begin() as s:
+            if rows:
+                stmt = self._insert(Url)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["url_key"],
+                    set_={
+                        c: getattr(stmt.excluded, c)
+                        for c in ("url", "host", "content_key", "header_key", "etag", "last_modified", "checks")
+                    }
+                    | {"last_checked": stmt.excluded.last_checked},
+                )
+                s.execute(stmt, [rows[k] for k in sorted(rows)])  # one order: no deadlock between batches
+            if header_rows:
+                stmt = self._insert(HeaderKey)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["header_key"],
+                    set_={"content_key": stmt.excluded.content_key, "url": stmt.excluded.url, "last_seen": t},
+                )
+                s.execute(stmt, [header_rows[k] for k in sorted(header_rows)])
+            s.execute(
+                self._insert(Host)
+                .values([{"host": h, "trusted": True, "changed_at": t} for h in sorted(checks)])
+                .on_conflict_do_nothing(index_elements=["host"])
+            )
+            hosts = {h.host: h for h in s.scalars(select(Host).where(Host.host.in_(sorted(checks))).with_for_update())}
+            for name in sorted(checks):
+                h = hosts[name]
+                why = reasons.get(name)
+                if why and h.trusted:
+                    h.trusted, h.reason, h.changed_at = False, why, t
+                    out.headers_distrusted.append((name, why))
+                if name in changed:
+                    if h.url_trusted_at is not None:
+                        out.url_trust_lost.append(name)
+                    h.url_changes, h.url_checks, h.url_trusted_at = h.url_changes + 1, 0, None
                     continue
-                out.append((host, why))
+                h.url_checks += checks[name]
+                earned = 0 < url_trust_checks <= h.url_checks
+                if earned and h.url_changes == 0 and h.url_trusted_at is None:
+                    h.url_trusted_at = t
+                    out.url_trust_earned.append(name)
+        return out
+
+    def lookup_urls(self, urls: Iterable[str]) -> dict[str, UrlRecord]:
+        """normalised URL -> what the URL index holds for it, for the URLs known (a query per 1,000)."""
+        by_key = {url_key(u): u for u in urls}
+        keys = list(by_key)
+        out: dict[str, UrlRecord] = {}
+        t = Url.__table__.c  # Core columns: rows as they come, no ORM loading
+        cols = (t.url_key, t.content_key, t.header_key, t.etag, t.last_modified, t.checks)
+        with self._read() as s:
+            for i in range(0, len(keys), LOOKUP_CHUNK):
+                for k, ckey, hkey, etag, modified, n in s.execute(
+                    select(*cols).where(self.key_in(t.url_key, keys[i : i + LOOKUP_CHUNK]))
+                ):
+                    url = by_key[k]
+                    out[url] = UrlRecord(url, ckey, hkey, etag, modified, n)
+        return out
+
+    def host_trust(self, hosts: Iterable[str]) -> dict[str, HostTrust]:
+        """What each of `hosts` has earned (a host never seen: its headers are trusted, not its URLs)."""
+        hosts = set(hosts)
+        out = dict.fromkeys(hosts, HostTrust())
+        with self._read() as s:
+            q = select(Host.host, Host.trusted, Host.url_trusted_at).where(Host.host.in_(sorted(hosts)))
+            for host, trusted, url_trusted_at in s.execute(q):
+                out[host] = HostTrust(bool(trusted), url_trusted_at is not None)
         return out
 
     def remember_header_key(self, header_key: str, content_key: str, host: str, url: str) -> str | None:
@@ -147,16 +233,16 @@ class CacheQueries(StoreBase):
             return before if before != content_key else None
 
     def lookup_header_keys(self, keys: Iterable[str]) -> dict[str, str]:
-        """header key -> content key, for the keys known."""
+        """header key -> content key, for the keys known (a query per 1,000 keys)."""
         keys = list(set(keys))
-        if not keys:
-            return {}
-        with self._session() as s:
-            return dict(
-                s.execute(
-                    select(HeaderKey.header_key, HeaderKey.content_key).where(HeaderKey.header_key.in_(keys))
-                ).all()
-            )
+        out: dict[str, str] = {}
+        with self._read() as s:
+            for i in range(0, len(keys), LOOKUP_CHUNK):
+                q = select(HeaderKey.header_key, HeaderKey.content_key).where(
+                    self.key_in(HeaderKey.header_key, keys[i : i + LOOKUP_CHUNK])
+                )
+                out.update((k, c) for k, c in s.execute(q))
+        return out
 
     # -- hosts ------------------------------------------------------------------------------------
 
@@ -204,7 +290,7 @@ class CacheQueries(StoreBase):
         """Resolved answers for the keys that have a prediction or a fix."""
         keys = list(set(content_keys))
         out: dict[str, Answer] = {}
-        with self._session() as s:
+        with self._read() as s:
             for chunk in chunks(keys):
                 out |= {k: a for k, a in self._resolve(s, chunk, advertiser).items() if a.type or a.manual}
         return out

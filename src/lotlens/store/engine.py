@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, String, any_, bindparam, create_engine, event, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
@@ -19,6 +21,9 @@ CHUNK = 5000  # keys per IN (...): PostgreSQL takes at most 65,535 bind paramete
 def chunks(keys: list[str]) -> Iterable[list[str]]:
     for i in range(0, len(keys), CHUNK):
         yield keys[i : i + CHUNK]
+
+
+LOOKUP_CHUNK = 1000  # keys per lookup query (`key_in`): one bind parameter, whatever the count
 
 
 def now() -> datetime:
@@ -62,9 +67,19 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        # Lookups that read without writing: no BEGIN and no ROLLBACK, one round trip a query.
+        self._read = sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(table)
+
+    def key_in(self, column: Any, keys: list[str]) -> ColumnElement[bool]:
+        """`column IN keys` with the keys in one bind parameter (a JSON array on SQLite, an array on
+        PostgreSQL): no variable limit to mind, and one cached statement whatever the count."""
+        if self.engine.dialect.name == "postgresql":
+            return column == any_(bindparam("keys", keys, type_=ARRAY(String)))
+        values = func.json_each(bindparam("keys", json.dumps(keys))).table_valued("value")
+        return column.in_(select(values.c.value))
 
     def _all(self, q: Any) -> list[Any]:
         with self._session() as s:

@@ -42,30 +42,37 @@ class InventoryQueries(StoreBase):
             return
         latest = {url: (key, vehicle, source) for url, key, vehicle, source in rows}
         with self._session.begin() as s:
-            q = select(Sighting).where(Sighting.advertiser == advertiser, Sighting.url.in_(list(latest)))
-            known = {row.url: row for row in s.scalars(q.with_for_update())}
             q_skips = select(Skip.url, Skip.vehicle_id).where(Skip.advertiser == advertiser, Skip.url.in_(list(latest)))
             skipped: dict[str, str | None] = dict(s.execute(q_skips).all())
             t = now()
-            for url, (key, vehicle, source) in latest.items():
-                row = known.get(url)
-                vehicle = vehicle or skipped.get(url)
-                if row is None:
-                    s.add(
-                        Sighting(
-                            advertiser=advertiser,
-                            url=url,
-                            content_key=key,
-                            vehicle_id=vehicle,
-                            first_seen=t,
-                            last_seen=t,
-                            source=source,
-                        )
-                    )
-                else:
-                    row.content_key, row.last_seen = key, t
-                    row.vehicle_id = vehicle or row.vehicle_id
-                    row.source = source or row.source
+            # One upsert for the batch (no read, no update per row): a known URL keeps its first
+            # sighting, and its vehicle and source where this batch has none.
+            table = Sighting.__table__
+            stmt = self._insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["advertiser", "url"],
+                set_={
+                    "content_key": stmt.excluded.content_key,
+                    "last_seen": stmt.excluded.last_seen,
+                    "vehicle_id": func.coalesce(stmt.excluded.vehicle_id, table.c.vehicle_id),
+                    "source": func.coalesce(stmt.excluded.source, table.c.source),
+                },
+            )
+            s.execute(
+                stmt,
+                [
+                    {
+                        "advertiser": advertiser,
+                        "url": url,
+                        "content_key": key,
+                        "vehicle_id": vehicle or skipped.get(url),
+                        "first_seen": t,
+                        "last_seen": t,
+                        "source": source,
+                    }
+                    for url, (key, vehicle, source) in sorted(latest.items())
+                ],
+            )
             if skipped:
                 s.execute(delete(Skip).where(Skip.advertiser == advertiser, Skip.url.in_(list(skipped))))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lotlens.store.tables import Fix
 
@@ -120,3 +120,50 @@ def fix_record(f: Fix) -> FixRecord:
         f.model_version,
         bool(f.confirmation),
     )
+
+
+class UrlRecord(NamedTuple):
+    """What the URL index holds for one normalised URL: its last bytes and the validators it came with
+    (a named tuple: a batch of 1,000 lookups makes 1,000 of them)."""
+
+    url: str
+    content_key: str
+    header_key: str | None
+    etag: str | None
+    last_modified: str | None
+    checks: int
+
+
+@dataclass(frozen=True)
+class HostTrust:
+    """What a host has earned: its headers are believed (header keys, 304s); its URLs alone are."""
+
+    headers: bool = True
+    urls: bool = False
+
+
+@dataclass(frozen=True)
+class UrlSeen:
+    """One URL's outcome in a batch, for `learn_urls`.
+
+    `before` is what the index held when the batch read it (None: a new URL). `fetched` is True when
+    bytes came (a 200), False for a 304 (the validators still match the bytes in `before`).
+    """
+
+    url: str
+    host: str
+    content_key: str
+    before: UrlRecord | None
+    fetched: bool
+    header_key: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass
+class HostLessons:
+    """What one `learn_urls` call changed about hosts (for the logs and metrics)."""
+
+    headers_distrusted: list[tuple[str, str]] = field(default_factory=list)  # (host, why)
+    url_trust_earned: list[str] = field(default_factory=list)
+    url_trust_lost: list[str] = field(default_factory=list)

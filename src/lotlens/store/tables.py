@@ -129,14 +129,35 @@ class Fix(Base):
     confirmation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class Url(Base):
+    """The URL index: what a normalised URL served last, with the validators a conditional GET sends."""
+
+    __tablename__ = "urls"
+    __table_args__ = {"sqlite_with_rowid": False}  # rows kept in key order: one B-tree search a lookup
+    url_key: Mapped[str] = mapped_column(String(KEY), primary_key=True)  # "u:" + sha256 of the normalised URL
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    content_key: Mapped[str] = mapped_column(ForeignKey("images.content_key"), index=True)
+    header_key: Mapped[str | None] = mapped_column(String(KEY))
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(String(64))
+    checks: Mapped[int] = mapped_column(Integer, default=0)  # times the URL was found serving the same bytes
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_checked: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Host(Base):
-    """Whether a CDN host's headers can be trusted for header keys."""
+    """What a CDN host has earned: trust in its headers (header keys, 304s), and trust in its URLs
+    alone (content-addressed: bytes never changed under a URL over `url_checks` checks)."""
 
     __tablename__ = "hosts"
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     trusted: Mapped[bool] = mapped_column(Boolean, default=True)
     reason: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    url_checks: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # same bytes seen
+    url_changes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # bytes changed under a known URL
+    url_trusted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # None: every answer needs a request
 
 
 class ModelRow(Base):
