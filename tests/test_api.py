@@ -202,6 +202,20 @@ def test_review_endpoints(client: TestClient, server: str) -> None:
     assert client.post(f"/v1/review/{item['id']}", json={"action": "burn"}, headers=auth("staff")).status_code == 422
 
 
+def test_vehicle_doubts_are_listed_and_decided_through_the_review_endpoints(client: TestClient, server: str) -> None:
+    from lotlens.store.review import VEHICLE_QUEUE, ReviewQueue, VehicleDoubt
+
+    body = {"advertiser": "a", "images": [{"url": f"{server}/img/vd.jpg?name=blue", "vehicle_id": "V1"}]}
+    key = client.post("/v1/classify", json=body, headers=auth("a")).json()["results"][0]["image_key"]
+    store = client.app.state.lotlens.store  # type: ignore[attr-defined]
+    ReviewQueue(store).add_vehicle_doubts([VehicleDoubt(key, "a", "V1", "Grey", "Black", 0.9)])
+    [item] = client.get("/v1/review", params={"dataset": VEHICLE_QUEUE}, headers=auth("staff")).json()["items"]
+    assert (item["kind"], item["field"], item["model_value"]) == ("doubt", "color", "Grey")
+    assert (item["candidates"][0]["value"], item["candidates"][0]["vehicle_id"]) == ("Black", "V1")
+    res = client.post(f"/v1/review/{item['id']}", json={"action": "accept"}, headers=auth("staff"))
+    assert (res.status_code, res.json()["decided_value"]) == (200, "Black")
+
+
 def test_odd_colors_and_urls_never_fail_the_batch(client: TestClient, server: str) -> None:
     images = [
         {"url": f"{server}/img/o1.jpg?name=blue&etag=%22o1%22", "color": "Beige"},

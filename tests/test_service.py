@@ -394,3 +394,34 @@ def test_answers_carry_their_vehicle_color_and_whether_the_color_is_sure(scripte
     again = classify(scripted, "adv", *vehicle)
     assert {r.vehicle_color for r in again} == {"Yellow"}
     assert again[2].color == own  # each image keeps its own answer
+
+
+def test_a_photo_that_disagrees_with_a_confident_vehicle_color_is_queued_as_a_doubt(
+    scripted: Service, server: str
+) -> None:
+    from lotlens.store.review import VEHICLE_QUEUE, ReviewQueue
+
+    vehicle = [Item(f"{server}/img/dbt{i}.jpg?name=blue&salt=d{i}", vehicle_id="VIN-D") for i in range(5)]
+    first = classify(scripted, "adv", *vehicle)
+    own = first[0].color
+    assert {r.color for r in first} == {own}
+    queue = ReviewQueue(scripted.store)
+    assert queue.items(VEHICLE_QUEUE) == []  # every photo agrees: nothing to doubt
+    # Four photos fixed to Yellow make the vehicle Yellow with confidence > 0.8; the fifth keeps
+    # its model color, which the vehicle now contradicts.
+    keys = [r.image_key or "" for r in first]
+    for key in keys[:4]:
+        scripted.store.add_fix(key, "color", "Yellow", actor="s", role="staff", scope="advertiser", advertiser="adv")
+    for _ in range(2):  # a second batch of the same vehicle queues nothing new
+        again = classify(scripted, "adv", *vehicle)
+        assert (again[4].color, again[4].vehicle_color) == (own, "Yellow")
+        assert (again[4].vehicle_color_confidence or 0) >= 0.8
+        [doubt] = queue.items(VEHICLE_QUEUE)
+        assert (doubt.content_key, doubt.field, doubt.kind, doubt.model_value) == (keys[4], "color", "doubt", own)
+        assert doubt.candidates[0]["value"] == "Yellow"
+        assert doubt.candidates[0]["vehicle_id"] == "VIN-D"
+        assert doubt.score == again[4].vehicle_color_confidence
+    # Another advertiser's vehicle of the same id is its own vehicle: nothing queued for it.
+    other = classify(scripted, "other", *vehicle[4:])
+    assert other[0].vehicle_color == own
+    assert len(queue.items(VEHICLE_QUEUE)) == 1

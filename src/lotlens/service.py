@@ -41,8 +41,9 @@ from lotlens.storage import Storage
 from lotlens.store import Answer, Store
 from lotlens.store.images import ImageFolder
 from lotlens.store.records import HostTrust, UrlRecord, UrlSeen
+from lotlens.store.review import ReviewQueue, VehicleDoubt
 from lotlens.vision import Pipeline
-from lotlens.vision.vehicle import vehicle_color
+from lotlens.vision.vehicle import doubtful, vehicle_color
 
 log = logging.getLogger(__name__)
 
@@ -606,6 +607,17 @@ class Batch:
             vote = votes.get(w.item.vehicle_id or "")
             if vote is not None and vote.color is not None:
                 w.result.vehicle_color, w.result.vehicle_color_confidence = vote.color, vote.confidence
+        # A model color that a confident vehicle color contradicts goes to the review queue; a
+        # fixed color is a person's word and never a doubt.
+        doubts = []
+        for v, ks in sorted(keys.items()):
+            said = votes[v]
+            for k in sorted(set(ks)):
+                a = answers.get(k)
+                if a is not None and "color" not in a.manual and doubtful(a, said):
+                    doubts.append(VehicleDoubt(k, self.advertiser, v, a.color or "", said.color or "", said.confidence))
+        if doubts and (added := ReviewQueue(self.store).add_vehicle_doubts(doubts)):
+            log.info("%d photos disagree with their vehicle's color: queued for review", added)
 
     def _record_inventory(self) -> None:
         """Sightings, skips, answer counts and what the batch learnt about URLs and hosts (a thread)."""

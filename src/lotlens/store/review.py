@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,22 @@ from lotlens.store.repository import Store, now
 from lotlens.store.tables import ReviewItem
 
 ACTIONS = {"accept": "accepted", "reject": "rejected", "relabel": "relabelled"}
+# The queue that holds vehicle-color doubts: photos whose color disagrees with their vehicle's
+# confident color. Not a dataset version (those are `ds-...`); a decision there settles the
+# image's color for the next dataset version like any other.
+VEHICLE_QUEUE = "vehicles"
+
+
+@dataclass(frozen=True)
+class VehicleDoubt:
+    """One photo whose own color disagrees with its vehicle's confident color."""
+
+    content_key: str
+    advertiser: str
+    vehicle_id: str
+    image_color: str  # the model's color for this photo
+    vehicle_color: str  # what the vehicle's photos say together: the candidate label
+    confidence: float  # the vehicle color's confidence: the item's score
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,7 @@ def _record(r: ReviewItem) -> ReviewRecord:
 
 class ReviewQueue:
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._session = store._session
 
     def add(
@@ -82,6 +100,43 @@ class ReviewQueue:
                         created_at=now(),
                     )
                 )
+
+    def add_vehicle_doubts(self, doubts: Sequence[VehicleDoubt]) -> int:
+        """Queue vehicle-color doubts in one statement, once per image (a repeat, or a race with
+        another batch of the same vehicle, adds nothing); returns how many were new."""
+        if not doubts:
+            return 0
+        t = now()
+        rows = {
+            d.content_key: {
+                "dataset": VEHICLE_QUEUE,
+                "content_key": d.content_key,
+                "field": "color",
+                "kind": "doubt",
+                "candidates": [
+                    {
+                        "value": d.vehicle_color,
+                        "advertiser": d.advertiser,
+                        "vehicle_id": d.vehicle_id,
+                        "source": "vehicle",
+                        "confidence": d.confidence,
+                    }
+                ],
+                "model_value": d.image_color,
+                "score": d.confidence,
+                "status": "pending",
+                "created_at": t,
+            }
+            for d in doubts
+        }
+        with self._session.begin() as s:
+            added = s.scalars(
+                self._store._insert(ReviewItem)
+                .values(list(rows.values()))
+                .on_conflict_do_nothing(index_elements=["dataset", "content_key", "field"])
+                .returning(ReviewItem.id)
+            )
+            return len(added.all())
 
     def items(
         self,

@@ -63,7 +63,10 @@ class TrainConfig:
     generated_placeholders: int = 300
     rare_color_target: int = 0  # 0: the median count of the colors present in the training fold
     recolor: bool = True  # recolor real crops into the rare colors up to rare_color_target
-    type_c: float = 1.0
+    # Grouped CV on dev + extra (scripts/cv-color type): C=0.3 is right on 96.8% of types against
+    # 96.6% at C=1 (dev rows 94.7% against 94.2%); the extra sources' Dealer/Stock conventions
+    # differ from dev's Stanford crops, and the stronger prior keeps the head off their noise.
+    type_c: float = 0.3
     color_c: float = 0.3
     # Statistics of fixed crop regions, each with its own strongly regularised head whose logits
     # are averaged with the crop head's (folded into one linear head).
