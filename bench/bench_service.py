@@ -162,7 +162,7 @@ def scrapes(service: Any, items: list[Any], n: int, rounds: int, profile: str | 
             if profile == "warm":
                 await profiled("warm")
             # One scrape of the batch found unchanged earns the trust here (1,000 checks by default).
-            service.settings.url_trust_checks = n // 2
+            service.settings = service.settings.model_copy(update={"url_trust_checks": n // 2})
             _, earning = await timed("earning")
             r["url_trust_earned"] = earning.url_trust_earned
             trusted = [await timed("trusted") for _ in range(rounds)]

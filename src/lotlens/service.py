@@ -364,18 +364,23 @@ class Batch:
         arrived: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=2 * self.settings.batch_size)
         t0 = time.perf_counter()
 
+        # Fetched bytes wait for the classifier: at most `fetch_concurrency` images between the
+        # network and the queue, so a batch of 1,000 never holds 1,000 images' bytes at once.
+        ahead = asyncio.Semaphore(self.settings.fetch_concurrency)
+
         async def get(w: Work) -> None:
-            try:
-                if w.fetched is None:  # a conditional GET that got new bytes has them already
-                    w.fetched = await fetcher.get(w.given or "")
-            except FetchError as exc:
-                if not w.verify:
-                    w.result.skip(exc.reason)
-                return  # a failed check proves nothing: the cached answer stands
-            except Exception as exc:  # noqa: BLE001 -- one image's surprise, never the batch's
-                _internal(w.result, exc, "GET")
-                return
-            await arrived.put(w)
+            async with ahead:
+                try:
+                    if w.fetched is None:  # a conditional GET that got new bytes has them already
+                        w.fetched = await fetcher.get(w.given or "")
+                except FetchError as exc:
+                    if not w.verify:
+                        w.result.skip(exc.reason)
+                    return  # a failed check proves nothing: the cached answer stands
+                except Exception as exc:  # noqa: BLE001 -- one image's surprise, never the batch's
+                    _internal(w.result, exc, "GET")
+                    return
+                await arrived.put(w)
 
         async def produce() -> None:
             try:
