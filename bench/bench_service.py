@@ -4,6 +4,13 @@ warm (every URL known: conditional GETs answered 304), the same batch once the h
 classify, one image at a time, no cache); then the store's lookup rate and the peak memory of a
 service with its models loaded through a 1,000-image batch.
 
+The service's model is loaded as a serving process loads it (`Champion`: two model calls at once,
+each with half the cores, no spinning threads). The naive loop is the reference pipeline as one
+caller would run it: `Pipeline.load()` (all cores per call), full decode, the detector on every
+photo not on white (`frame_gate=False`). `naive_gated` is the same loop with the frame head
+skipping the detector where it says the vehicle fills the frame, as the service does:
+`cold_vs_naive_gated` shows what the service gains beyond that shortcut.
+
 Run: `.venv/bin/python bench/bench_service.py [--n 120]`. Images come from ../shared/data/dev when
 present, else synthetic ones; the server sends strong ETags and answers conditional GETs, as most
 CDNs do. Figures are images/s and ratios against the naive loop measured in the same run; warm and
@@ -222,19 +229,21 @@ def high_water_mib() -> float:
 
 def peak_rss(images: Path, n: int) -> dict[str, Any]:
     """This process's peak RSS through one cold batch of `n` images (called with --rss-probe)."""
+    from lotlens.champion import Champion
     from lotlens.config import Settings
     from lotlens.service import Item, Service
     from lotlens.store import Store
-    from lotlens.vision import Pipeline
 
     data, _ = load_inputs(images, min(n, 745))
     base, httpd = start_cdn(data, salted=True)
     urls = [f"{base}/r{k // len(data)}/{k % len(data)}.jpg" for k in range(n)]
-    pipeline = Pipeline.load()
-    loaded = high_water_mib()
+    del data  # the CDN process holds its own copy: what follows is the server alone
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), allow_private_addresses=True)
-        service = Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
+        store = Store.from_url(settings.resolved_database_url())
+        pipeline = Champion(settings, store)()  # the model as a serving process loads it
+        loaded = high_water_mib()
+        service = Service(settings, store, lambda: pipeline)
         t = time.perf_counter()
         results = asyncio.run(service.classify("rss", [Item(u) for u in urls]))
         dt = time.perf_counter() - t
@@ -264,6 +273,7 @@ def main() -> int:
         print(json.dumps(peak_rss(args.images, args.rss_images)))
         return 0
 
+    from lotlens.champion import Champion
     from lotlens.config import Settings
     from lotlens.imaging import decode
     from lotlens.service import Item, Service
@@ -273,28 +283,33 @@ def main() -> int:
     data, source = load_inputs(args.images, args.n)
     base, httpd = start_cdn(data)
     urls = [f"{base}/i/{i}.jpg" for i in range(len(data))]
-    pipeline = Pipeline.load()
-    pipeline.classify([decode(data[0])])  # warm-up
-    r: dict[str, Any] = {"images": len(data), "source": source, "model": pipeline.version}
+    reference = Pipeline.load()  # the naive loop's: one caller, all cores per call
+    reference.classify([decode(data[0])])  # warm-up
+    r: dict[str, Any] = {"images": len(data), "source": source, "model": reference.version}
     with tempfile.TemporaryDirectory() as tmp:
         # Default settings: 2% of known answers are fetched whole and their bytes checked.
         settings = Settings(data_dir=Path(tmp), allow_private_addresses=True, url_trust_checks=0)
-        service = Service(settings, Store.from_url(settings.resolved_database_url()), lambda: pipeline)
+        store = Store.from_url(settings.resolved_database_url())
+        pipeline = Champion(settings, store)()  # the model as a serving process loads it
+        pipeline.classify([decode(data[0])])  # warm-up
+        service = Service(settings, store, lambda: pipeline)
         service.rng.seed(0)
         r |= scrapes(service, [Item(u) for u in urls], len(data), args.rounds, args.profile)
         service.store.engine.dispose()
-    t, cpu = time.perf_counter(), time.process_time()
-    with httpx.Client() as client:
-        for u in urls:
-            pipeline.classify([decode(client.get(u).content, min_side=None)])
-    r["naive_s"] = time.perf_counter() - t
-    r["naive_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / len(urls)
+    for name, gate in (("naive", False), ("naive_gated", True)):
+        t, cpu = time.perf_counter(), time.process_time()
+        with httpx.Client() as client:
+            for u in urls:
+                reference.classify([decode(client.get(u).content, min_side=None)], frame_gate=gate)
+        r[f"{name}_s"] = time.perf_counter() - t
+        r[f"{name}_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / len(urls)
     httpd.shutdown()
     n = len(data)
-    for k in ("cold", "warm", "trusted", "naive"):
+    for k in ("cold", "warm", "trusted", "naive", "naive_gated"):
         r[f"{k}_images_per_s"] = n / float(r[f"{k}_s"])
     for k in ("cold", "warm", "trusted"):
         r[f"{k}_vs_naive"] = float(r["naive_s"]) / float(r[f"{k}_s"])
+    r["cold_vs_naive_gated"] = float(r["naive_gated_s"]) / float(r["cold_s"])
 
     with tempfile.TemporaryDirectory() as tmp:
         r["lookup_keys_per_s_sqlite"] = lookup_rate(f"sqlite:///{tmp}/lookup.db", args.lookup_keys, LOOKUP_BATCH)
@@ -309,7 +324,8 @@ def main() -> int:
 
     report(r, args.out)
     print()
-    for k in ("cold_vs_naive", "warm_vs_naive", "trusted_vs_naive", "lookup_keys_per_s", "peak_rss_mib"):
+    keys = ("cold_vs_naive", "cold_vs_naive_gated", "warm_vs_naive", "trusted_vs_naive")
+    for k in (*keys, "lookup_keys_per_s", "peak_rss_mib"):
         if k in r:
             print(f"{k} {r[k]:.2f}")
     return 0

@@ -52,6 +52,22 @@ def test_train_writes_a_complete_model_folder(trained: tuple[Path, Path, Path]) 
     assert meta["data"]["generated"]["recolor"] > 0  # Purple, Burgundy, Pink, Orange were absent
     assert set(meta["metrics"]) >= {"type", "color", "groups"}
     assert 0 < meta["decision"]["placeholder_threshold"] <= 0.5
+    assert meta["config"]["fills_frame"] == 0.85
+    assert 0.5 <= meta["decision"]["frame_threshold"] <= 1.01
+
+
+def test_frame_threshold_is_the_lowest_that_keeps_its_precision() -> None:
+    from lotlens.train.fit import choose_frame_threshold
+
+    rng = np.random.default_rng(0)
+    p = rng.random(2000).astype(np.float32)
+    fills = (rng.random(2000) < p).astype(int)  # calibrated: a photo at p fills the frame with probability p
+    th = choose_frame_threshold(list(fills), p, 0.9)
+    passed = p >= th
+    assert fills[passed].mean() >= 0.9
+    lower = p >= th - 0.01
+    assert fills[lower].mean() < 0.9  # one step lower would miss the precision
+    assert choose_frame_threshold([0] * 50, np.ones(50, np.float32), 0.9) == 1.01  # never reached: never skip
 
 
 def test_training_is_deterministic(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -72,6 +88,9 @@ def test_evaluate_json_schema_and_quality(trained: tuple[Path, Path, Path]) -> N
     assert set(r["type"]["recall"]) == set(TYPES)
     assert isinstance(r["type"]["precision"], dict)
     assert r["color"]["n"] == 12
+    # Every photo given a color says where it was read; the 12 labelled ones are among them.
+    assert set(r["color_located"]) <= {"frame", "detector", "white_background", "none"}
+    assert sum(r["color_located"].values()) >= 12
     assert 0 <= r["color"]["accuracy"] <= r["color"]["top2"] <= 1
     assert {g["group"] for g in r["groups"]} == {"adv0", "adv1", "adv2"}
     assert all({"group", "n", "type_accuracy"} <= set(g) for g in r["groups"])

@@ -21,6 +21,7 @@ from lotlens.vision.backbone import FEATURES, preprocess
 from lotlens.vision.detector import DETECTOR_FILE, Detector, default_detector_path, nms
 from lotlens.vision.heads import LinearHead, average_heads
 from lotlens.vision.pipeline import (
+    FRAME_LABELS,
     Located,
     ModelFolder,
     Pipeline,
@@ -447,8 +448,8 @@ def test_classify_runs_the_backbone_again_only_on_real_crops(
         expected.append((t, COLORS[int(pipeline.folder.color_head.predict_proba(cf)[0].argmax())]))
     seen: list[int] = []
     embed = fz.backbone.embed
-    monkeypatch.setattr(fz.backbone, "embed", lambda ims, bs=16: seen.append(len(ims)) or embed(ims, bs))
-    preds = pipeline.classify(images)
+    monkeypatch.setattr(fz.backbone, "embed", lambda ims, bs=4: seen.append(len(ims)) or embed(ims, bs))
+    preds = pipeline.classify(images, frame_gate=False)
     assert [(p.type, p.color) for p in preds] == expected
     whole = [
         p
@@ -457,3 +458,64 @@ def test_classify_runs_the_backbone_again_only_on_real_crops(
     ]
     assert whole  # the dev set has photos whose vehicle fills the frame
     assert sum(seen) == len(images) + sum(1 for p in preds if p.color) - len(whole)
+
+
+def _framed(pipeline: Pipeline, fills: bool) -> Pipeline:
+    """The bundled model forced to Dealer, with a frame head that always says `fills` (or never)."""
+    forced = _forced(pipeline, "Dealer").folder
+    d = forced.type_head.n_features
+    intercept = np.array([-20.0, 20.0] if fills else [20.0, -20.0], np.float32)
+    head = LinearHead(
+        FRAME_LABELS, np.zeros(d, np.float32), np.ones(d, np.float32), np.zeros((2, d), np.float32), intercept
+    )
+    meta = {**forced.meta, "decision": {**forced.meta["decision"], "frame_threshold": 0.9}}
+    return Pipeline(ModelFolder(meta, forced.type_head, forced.color_head, forced.path, head), pipeline.featurizer)
+
+
+def test_frame_head_skips_the_detector_where_the_vehicle_fills_the_frame(
+    pipeline: Pipeline, dev_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = sorted(p.name for p in (dev_data / "images").iterdir())[:12]
+    images = [decode((dev_data / "images" / n).read_bytes()) for n in names]
+    on_white = np.asarray(car("Red", "white", 4))
+    fz = pipeline.featurizer
+    detected: list[int] = []
+    detect = fz.detector.detect_many
+    monkeypatch.setattr(fz.detector, "detect_many", lambda ims: detected.append(len(ims)) or detect(ims))
+
+    fills = _framed(pipeline, fills=True)
+    preds = fills.classify([*images, on_white])
+    assert sum(detected) == 0  # the detector never ran
+    white = [white_background_box(im) is not None for im in images]
+    assert white.count(False) > 0
+    # Studio shots on white keep their own box; every other photo is read whole.
+    assert [p.box_source for p in preds] == ["white_background" if w else "frame" for w in white] + ["white_background"]
+    framed = [(p, im) for p, im, w in zip(preds, images, white, strict=False) if not w]
+    assert all(p.box is None and p.vehicle is None for p, _ in framed)
+    whole = fz.color_features([im for _, im in framed], fills.folder.color_regions)
+    expected = [COLORS[int(r.argmax())] for r in fills.folder.color_head.predict_proba(whole)]
+    assert [p.color for p, _ in framed] == expected
+
+    partial = _framed(pipeline, fills=False).classify(images)
+    assert sum(detected) == white.count(False)  # every photo not on white through the detector
+    assert {p.box_source for p in partial} <= {"detector", "none", "white_background"}
+    reference = fills.classify(images, frame_gate=False)  # the reference path ignores the head
+    assert [(p.color, p.box, p.box_source) for p in reference] == [(p.color, p.box, p.box_source) for p in partial]
+
+
+def test_frame_head_round_trips_and_older_models_have_none(pipeline: Pipeline, tmp_path: Path) -> None:
+    folder = _framed(pipeline, fills=True).folder
+    folder.write(tmp_path / "m")
+    back = ModelFolder.read(tmp_path / "m")
+    assert back.frame_head is not None
+    np.testing.assert_array_equal(back.frame_head.intercept, folder.frame_head.intercept)  # type: ignore[union-attr]
+    assert back.frame_threshold == 0.9
+    x = np.zeros((3, back.type_head.n_features), np.float32)
+    assert back.fills(x) == [True, True, True]
+    old = _forced(pipeline, "Dealer").folder
+    old.meta = {**old.meta, "decision": {"placeholder_threshold": 0.5}}
+    old.frame_head = None
+    old.write(tmp_path / "old")
+    read = ModelFolder.read(tmp_path / "old")
+    assert read.frame_head is None
+    assert read.fills(x) == [False, False, False]

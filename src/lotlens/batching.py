@@ -14,6 +14,11 @@ from typing import Any, Protocol
 
 from lotlens.imaging import RGBArray
 
+# Model calls in flight at once per process: the Python half of one call (resizes, signals, boxes)
+# runs while onnxruntime works on the other, each call with its share of the cores
+# (`champion.serving_threads`), so no core waits and none is oversubscribed.
+INFERENCE_CALLS = 2
+
 
 class Model(Protocol):
     def classify(self, images: Sequence[RGBArray], with_color: Sequence[bool] | None = None) -> list[Any]: ...

@@ -7,9 +7,13 @@ with. The API, the jobs' workers and the CLI's service runs each hold one.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import threading
+from pathlib import Path
 
+from lotlens.batching import INFERENCE_CALLS
 from lotlens.config import Settings
 from lotlens.errors import ModelError, StorageError
 from lotlens.storage import Storage
@@ -18,6 +22,28 @@ from lotlens.store.registry import Registry
 from lotlens.vision import Pipeline
 
 log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
+
+
+def limit_heap_growth() -> bool:
+    """glibc only (a no-op elsewhere): at most two malloc arenas, and every block from 256 KiB up
+    mapped on its own, so that freed decode and model buffers go back to the system.
+
+    By default glibc makes up to 8 arenas a core for threads and raises its mmap threshold as large
+    blocks are freed, after which image-sized buffers come from the arenas, fragment them, and the
+    process only grows (see bench/bench_service.py's memory probe). Returns whether both took.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, 2)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024))
+    except (OSError, AttributeError):
+        return False
+
+
+def serving_threads(settings: Settings) -> int:
+    """onnxruntime intra-op threads per model call in a serving process."""
+    return settings.threads or max(1, (os.cpu_count() or 1) // INFERENCE_CALLS)
 
 
 class Champion:
@@ -38,6 +64,13 @@ class Champion:
         assert self._pipeline is not None
         return self._pipeline
 
+    def _load(self, folder: Path | None) -> Pipeline:
+        """A pipeline set for serving: `INFERENCE_CALLS` model calls at once share the cores, each with
+        its share of onnxruntime threads (`LOTLENS_THREADS`, else cores / calls), none spinning, no
+        memory arena; and the process's heap kept from growing (`limit_heap_growth`)."""
+        limit_heap_growth()
+        return Pipeline.load(folder, serving_threads(self.settings), serving=True)
+
     def refresh(self) -> bool:
         """Load the champion if it changed; True when the model in use changed.
 
@@ -49,9 +82,7 @@ class Champion:
                 return False
             if version is None:
                 if self._pipeline is None:
-                    self._pipeline = Pipeline.load(
-                        self.settings.model_dir, self.settings.threads, self.settings.batch_size
-                    )
+                    self._pipeline = self._load(self.settings.model_dir)
                     return True
                 return False
             record = self.registry.get(version)
@@ -59,7 +90,7 @@ class Champion:
                 assert record is not None
                 # A remote root's folder is copied into the local cache first: onnxruntime reads files.
                 folder = self.storage.local_folder(record.path)
-                new = Pipeline.load(folder, self.settings.threads, self.settings.batch_size)
+                new = self._load(folder)
             except (ModelError, StorageError, OSError, AssertionError) as exc:
                 log.error(
                     "champion %s failed to load (%s); still serving %s",

@@ -98,7 +98,9 @@ class Settings(BaseSettings):
         "its known URLs are answered without a request (0: never)",
     )
     batch_size: int = Field(default=16, gt=0, description="images per inference batch")
-    threads: int = Field(default=0, ge=0, description="onnxruntime/OpenCV threads; 0 = all cores")
+    threads: int = Field(
+        default=0, ge=0, description="onnxruntime threads per model call; 0 = all cores (serving: cores / 2 calls)"
+    )
     session_secret: SecretStr | None = Field(
         default=None,
         description="signs review-page session cookies; None = derived from the API keys (set it to rotate sessions)",

@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from lotlens.batching import Batcher
+from lotlens.batching import INFERENCE_CALLS, Batcher
 from lotlens.config import Settings
 from lotlens.errors import FetchError, ImageDecodeError, StorageError
 from lotlens.fetch import Fetched, Fetcher
@@ -51,9 +51,6 @@ MAX_URL = 8192
 MAX_VEHICLE_ID = 128
 GROUP_WAIT = 0.02  # seconds the classifier waits for a group to fill once it has one image
 GROUPS_IN_FLIGHT = 3  # groups of one batch between content keys and store at once (decode, model, store)
-# Model calls in flight at once: the Python half of one call (resizes, signals, boxes) runs while
-# onnxruntime works on the other, so its threads do not wait between calls.
-INFERENCE_CALLS = 2
 
 
 def printable(text: str, limit: int) -> str:

@@ -66,7 +66,7 @@ def classify(
 
             pipeline = Champion(settings, store)()  # the registry's champion, else the configured model
         else:
-            pipeline = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
+            pipeline = Pipeline.load(model or settings.model_dir, settings.threads)
     except LotlensError as exc:
         _fail(exc)
     if store is not None:

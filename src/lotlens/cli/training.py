@@ -158,8 +158,8 @@ def evaluate(
     settings = _settings()
     if compare is not None:
         try:
-            pipeline_a = Pipeline.load(model or settings.model_dir, settings.threads, settings.batch_size)
-            pipeline_b = Pipeline.load(compare, settings.threads, settings.batch_size)
+            pipeline_a = Pipeline.load(model or settings.model_dir, settings.threads)
+            pipeline_b = Pipeline.load(compare, settings.threads)
             with progress_bar(not as_json) as bar:
                 task = bar.add_task("evaluate a, then b", total=None)
                 both = evaluate_compare(
@@ -184,7 +184,7 @@ def evaluate(
         return
     try:
         model_dir = model or settings.model_dir or default_model_dir()
-        pipeline = Pipeline.load(model_dir, settings.threads, settings.batch_size)
+        pipeline = Pipeline.load(model_dir, settings.threads)
         trained_on = read_training_images(model_dir, (pipeline.folder.meta.get("manifest") or {}).get("sha256"))
         with progress_bar(not as_json) as bar:
             task = bar.add_task("evaluate", total=None)
@@ -255,6 +255,8 @@ def _print_evaluation(r: dict[str, Any]) -> None:
     out.print(f"color: n={c['n']}  top-1 {_pct(c['accuracy'])}  top-2 {_pct(c['top2'])}")
     if "color_calibration" in r:
         out.print(f"color confidence: expected calibration error {_pct(r['color_calibration']['ece'])}")
+    if r.get("color_located"):
+        out.print("color read from: " + ", ".join(f"{k} {v}" for k, v in r["color_located"].items()))
     if r.get("unseen") is not None:
         both = Table(title="all scored rows against the rows the model never saw in training")
         for col in ("", "all", "unseen"):

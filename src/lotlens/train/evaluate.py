@@ -7,6 +7,7 @@ model calls a placeholder counts as a wrong color. Images that cannot be read ar
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,9 @@ def score(model: str, pairs: list[tuple[Row, Prediction]], skipped: list[dict[st
         "groups_by_type": per_group([r.group for r, _ in typed], [p.type == r.type for r, p in typed]),
         "most_wrong": wrong,
         "skipped": skipped,
+        # Where color was read, per photo: "frame" (the frame head skipped the detector), "detector",
+        # "white_background" or "none" (the detector found nothing).
+        "color_located": dict(sorted(Counter(p.box_source for _, p in pairs if p.color).items())),
     }
 
 

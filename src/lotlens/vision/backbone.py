@@ -13,6 +13,10 @@ from lotlens.imaging import RGBArray, resize
 
 INPUT_SIDE = 224
 FEATURES = 1280
+# Images per onnxruntime call. On CPU the cost per image is flat from 1 to 16 images a call, while
+# onnxruntime's memory arena keeps the largest call's buffers: two calls of 32 images in flight
+# peaked at 1,552 MiB in batches of 16 and at 566 MiB in batches of 4 (bench/bench_service.py's memory probe).
+MODEL_BATCH = 4
 
 
 def preprocess(images: Sequence[RGBArray], side: int = INPUT_SIDE) -> NDArray[np.float32]:
@@ -23,6 +27,27 @@ def preprocess(images: Sequence[RGBArray], side: int = INPUT_SIDE) -> NDArray[np
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 
+def session_options(threads: int, serving: bool) -> object:
+    """onnxruntime options shared by the backbone and the detector.
+
+    `serving=True` is for a process that runs several model calls at once, for long (the service):
+    idle intra-op threads sleep instead of spinning (spinning is the lowest latency for one caller,
+    but two calls on two cores lose the cores to each other's spinning threads), and there is no
+    CPU memory arena, so each call's buffers go back when it ends (an arena keeps the largest
+    call's buffers and grows with concurrent calls; see bench/bench_service.py's memory probe).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if serving else "1")
+    if serving:
+        opts.enable_cpu_mem_arena = False
+    return opts
+
+
 class Backbone:
     """A frozen ImageNet backbone; `embed` returns one 1280-d feature row per image."""
 
@@ -31,20 +56,21 @@ class Backbone:
         self.side = side
 
     @classmethod
-    def load(cls, path: Path, threads: int = 0) -> Backbone:
-        """Open the ONNX export at `path` (explicit step; nothing loads at import)."""
+    def load(cls, path: Path, threads: int = 0, serving: bool = False) -> Backbone:
+        """Open the ONNX export at `path` (explicit step; nothing loads at import).
+
+        Args:
+            threads: onnxruntime intra-op threads (0: all cores).
+            serving: set for a serving process (see `session_options`).
+        """
         import onnxruntime as ort
 
         if not path.is_file():
             raise ModelError(f"backbone file not found: {path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), session_options(threads, serving), providers=["CPUExecutionProvider"])
         return cls(session)
 
-    def embed(self, images: Sequence[RGBArray], batch_size: int = 16) -> NDArray[np.float32]:
+    def embed(self, images: Sequence[RGBArray], batch_size: int = MODEL_BATCH) -> NDArray[np.float32]:
         """Return `(len(images), 1280)` features."""
         if not images:
             return np.zeros((0, FEATURES), dtype=np.float32)

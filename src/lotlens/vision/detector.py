@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from lotlens.errors import ModelError
 from lotlens.imaging import RGBArray
+from lotlens.vision.backbone import MODEL_BATCH, session_options
 
 # COCO ids as the TF object-detection graph numbers them (1-based, 90 ids); the ONNX file's
 # `scores` columns are these classes in this order.
@@ -91,18 +92,29 @@ class Detector:
     Boxes of equal size come likelier class first, as OpenCV DNN's score-sorted output gave them.
     """
 
-    def __init__(self, session: object, classes: Sequence[str], threshold: float = 0.3, batch_size: int = 16) -> None:
+    def __init__(
+        self, session: object, classes: Sequence[str], threshold: float = 0.3, batch_size: int = MODEL_BATCH
+    ) -> None:
         self._session = session
         self.classes = tuple(classes)
         self.threshold = threshold
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path: Path | None = None, threshold: float = 0.3, threads: int = 0, batch_size: int = 16) -> Detector:
+    def load(
+        cls,
+        path: Path | None = None,
+        threshold: float = 0.3,
+        threads: int = 0,
+        batch_size: int = MODEL_BATCH,
+        serving: bool = False,
+    ) -> Detector:
         """Open the ONNX detector (the bundled one by default), refusing a file with another hash.
 
         Args:
             threads: onnxruntime intra-op threads; 0 lets onnxruntime use every core.
+            batch_size: images per onnxruntime call (memory grows with it, speed does not on CPU).
+            serving: set for a serving process (`backbone.session_options`).
         """
         import onnxruntime as ort
 
@@ -113,10 +125,7 @@ class Detector:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         if digest != DETECTOR_SHA256:
             raise ModelError(f"{path}: sha256 {digest[:12]}..., expected {DETECTOR_SHA256[:12]}...")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = session_options(threads, serving)
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         classes = session.get_modelmeta().custom_metadata_map.get("classes", "").split(",")
         if classes != [VEHICLE_CLASSES[k] for k in sorted(VEHICLE_CLASSES)]:

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from lotlens.errors import ModelError
 from lotlens.imaging import RGBArray, crop, expand_box, resize
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
-from lotlens.vision.backbone import FEATURES, Backbone
+from lotlens.vision.backbone import FEATURES, MODEL_BATCH, Backbone
 from lotlens.vision.detector import Detector
 from lotlens.vision.heads import LinearHead
 from lotlens.vision.signals import (
@@ -38,6 +38,9 @@ MODEL_FORMAT = 1
 MODEL_FILE, HEADS_FILE, BACKBONE_FILE = "model.json", "heads.npz", "backbone.onnx"
 CROP_MARGIN = 0.05
 DEFAULT_PLACEHOLDER_THRESHOLD = 0.5
+# The frame head: whether the vehicle fills the frame, read from the whole image's type features
+# before the detector runs; where it says so, the detector is skipped and color reads the whole image.
+FRAME_LABELS = ("partial", "fills")
 
 Box = tuple[int, int, int, int]
 
@@ -60,7 +63,7 @@ class Located:
     """Where the color model looks: a box (None = the whole image) and how it was found."""
 
     box: Box | None
-    source: str  # "white_background" | "detector" | "none"
+    source: str  # "white_background" | "detector" | "frame" (the frame head: no detector run) | "none"
     n_vehicles: int = 0
     label: str | None = None  # the detector's class of the biggest vehicle: car, truck, bus, ...
 
@@ -97,14 +100,19 @@ class Prediction:
 class Featurizer:
     """The frozen parts: backbone, detector and signals. Training and serving share it."""
 
-    def __init__(self, backbone: Backbone, detector: Detector, batch_size: int = 16) -> None:
+    def __init__(self, backbone: Backbone, detector: Detector, batch_size: int = MODEL_BATCH) -> None:
         self.backbone = backbone
         self.detector = detector
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, backbone_path: Path, threads: int = 0, batch_size: int = 16) -> Featurizer:
+    def load(
+        cls, backbone_path: Path, threads: int = 0, batch_size: int = MODEL_BATCH, serving: bool = False
+    ) -> Featurizer:
         """Open the backbone and the detector; both run `threads` onnxruntime intra-op threads (0: all cores).
+
+        `serving=True` sets onnxruntime for a process running several calls at once, for long:
+        no spinning threads, no memory arena (`backbone.session_options`).
 
         OpenCV runs single-threaded: its calls here (resizes, color conversions, histograms) are small
         and per image, and its own thread pool would compete with onnxruntime and the service's workers
@@ -113,8 +121,8 @@ class Featurizer:
         import cv2
 
         cv2.setNumThreads(1)
-        detector = Detector.load(threads=threads, batch_size=batch_size)
-        return cls(Backbone.load(backbone_path, threads), detector, batch_size)
+        detector = Detector.load(threads=threads, batch_size=batch_size, serving=serving)
+        return cls(Backbone.load(backbone_path, threads, serving), detector, batch_size)
 
     def type_features(
         self, images: Sequence[RGBArray], embeddings: NDArray[np.float32] | None = None
@@ -128,13 +136,22 @@ class Featurizer:
         """The biggest vehicle's box with a margin; the non-white extent for studio shots on white."""
         return self.locate_many([image])[0]
 
-    def locate_many(self, images: Sequence[RGBArray]) -> list[Located]:
-        """`locate` for each image, in order, with one batched detector pass over those not on white."""
+    def locate_many(self, images: Sequence[RGBArray], fills: Sequence[bool] | None = None) -> list[Located]:
+        """`locate` for each image, in order, with one batched detector pass over those not on white.
+
+        Args:
+            fills: per image, True when the frame head says the vehicle fills the frame: the detector
+                is skipped and color reads the whole image (source "frame"). Studio shots on white
+                are still cut to their white-background box.
+        """
         located: list[Located | None] = []
-        for image in images:
+        for n, image in enumerate(images):
             h, w = image.shape[:2]
             box = white_background_box(image)
-            located.append(None if box is None else Located(expand_box(box, CROP_MARGIN, w, h), "white_background", 1))
+            if box is not None:
+                located.append(Located(expand_box(box, CROP_MARGIN, w, h), "white_background", 1))
+            else:
+                located.append(Located(None, "frame") if fills is not None and fills[n] else None)
         todo = [i for i, loc in enumerate(located) if loc is None]
         for i, boxes in zip(todo, self.detector.detect_many([images[i] for i in todo]), strict=True):
             h, w = images[i].shape[:2]
@@ -204,6 +221,19 @@ class ModelFolder:
     type_head: LinearHead
     color_head: LinearHead
     path: Path | None = None
+    frame_head: LinearHead | None = None  # older models have none: the detector runs on every photo
+
+    @property
+    def frame_threshold(self) -> float:
+        """The frame head's probability of "fills" from which the detector is skipped."""
+        return float(self.meta.get("decision", {}).get("frame_threshold", 1.0))
+
+    def fills(self, type_features: NDArray[np.float32]) -> list[bool]:
+        """Per row of type features: whether the frame head says the vehicle fills the frame."""
+        if self.frame_head is None or len(type_features) == 0:
+            return [False] * len(type_features)
+        p = self.frame_head.predict_proba(type_features)[:, FRAME_LABELS.index("fills")]
+        return [bool(v >= self.frame_threshold) for v in p]
 
     @property
     def version(self) -> str:
@@ -233,11 +263,14 @@ class ModelFolder:
             arrays = {k: npz[k] for k in npz.files}
         temperature = float(meta.get("decision", {}).get("color_temperature", 1.0))
         color_head = replace(LinearHead.from_arrays("color", COLORS, arrays), temperature=temperature)
-        return cls(meta, LinearHead.from_arrays("type", TYPES, arrays), color_head, path)
+        frame_head = LinearHead.from_arrays("frame", FRAME_LABELS, arrays) if "frame_coef" in arrays else None
+        return cls(meta, LinearHead.from_arrays("type", TYPES, arrays), color_head, path, frame_head)
 
     def write(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = self.type_head.to_arrays("type") | self.color_head.to_arrays("color")
+        if self.frame_head is not None:
+            arrays |= self.frame_head.to_arrays("frame")
         np.savez(path / HEADS_FILE, **arrays)
         # The color head's temperature lives in model.json, beside the other decision settings.
         decision = {**self.meta.get("decision", {}), "color_temperature": self.color_head.temperature}
@@ -266,29 +299,44 @@ class Pipeline:
         return self.folder.version
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, threads: int = 0, batch_size: int = 16) -> Pipeline:
+    def load(
+        cls, model_dir: Path | None = None, threads: int = 0, batch_size: int = MODEL_BATCH, serving: bool = False
+    ) -> Pipeline:
+        """Read the model folder (the bundled one by default) and open its onnxruntime sessions.
+
+        Args:
+            threads: onnxruntime intra-op threads per call (0: all cores).
+            batch_size: images per onnxruntime call (`MODEL_BATCH`); callers may pass more at once.
+            serving: set for a serving process (see `Featurizer.load`).
+        """
         folder = ModelFolder.read(model_dir or default_model_dir())
-        return cls(folder, Featurizer.load(folder.backbone_path(), threads, batch_size))
+        return cls(folder, Featurizer.load(folder.backbone_path(), threads, batch_size, serving))
 
     def predict_types(self, type_features: NDArray[np.float32]) -> tuple[list[str], NDArray[np.float32]]:
         """Type labels and probabilities."""
         probs = self.folder.type_head.predict_proba(type_features)
         return [TYPES[i] for i in decide_types(probs, self.folder.placeholder_threshold)], probs
 
-    def classify(self, images: Sequence[RGBArray], with_color: Sequence[bool] | None = None) -> list[Prediction]:
+    def classify(
+        self, images: Sequence[RGBArray], with_color: Sequence[bool] | None = None, frame_gate: bool = True
+    ) -> list[Prediction]:
         """Classify a batch of decoded images, in order.
 
         Args:
             with_color: per image, False skips the crop and color (the caller already knows the
                 color); the answer then has no color and no color scores.
+            frame_gate: where the model has a frame head, skip the detector on the photos it says the
+                vehicle fills (False: the detector runs on every photo not on white, the reference).
         """
         if not images:
             return []
         fz = self.featurizer
         whole = fz.backbone.embed(images, fz.batch_size)
-        types, type_probs = self.predict_types(fz.type_features(images, whole))
+        type_x = fz.type_features(images, whole)
+        types, type_probs = self.predict_types(type_x)
         todo = [i for i, t in enumerate(types) if t != PLACEHOLDER and (with_color is None or with_color[i])]
-        located = dict(zip(todo, fz.locate_many([images[i] for i in todo]), strict=True))
+        fills = self.folder.fills(type_x[todo]) if frame_gate else None
+        located = dict(zip(todo, fz.locate_many([images[i] for i in todo], fills), strict=True))
         color_probs = {}
         if todo:
             crops = [crop_to(images[i], located[i]) for i in todo]
