@@ -6,7 +6,7 @@ service with its models loaded through a 1,000-image batch.
 
 The service's model is loaded as a serving process loads it (`Champion`: two model calls at once,
 each with half the cores, no spinning threads). The naive loop is the reference pipeline as one
-caller would run it: `Pipeline.load()` (all cores per call), full decode, the detector on every
+caller would run it, in a process of its own: `Pipeline.load()` (all cores per call), full decode, the detector on every
 photo not on white (`frame_gate=False`). `naive_gated` is the same loop with the frame head
 skipping the detector where it says the vehicle fills the frame, as the service does:
 `cold_vs_naive_gated` shows what the service gains beyond that shortcut.
@@ -214,6 +214,26 @@ def lookup_rate(url: str, keys: int, batch: int) -> float:
         store.engine.dispose()
 
 
+def naive(base: str, n: int) -> dict[str, Any]:
+    """The naive loop over `n` images of the CDN at `base` (called with --naive-probe): GET, full
+    decode, the reference pipeline one image at a time; then the same with the frame head."""
+    from lotlens.imaging import decode
+    from lotlens.vision import Pipeline
+
+    urls = [f"{base}/i/{i}.jpg" for i in range(n)]
+    reference = Pipeline.load()  # one caller: all cores per call, onnxruntime's defaults
+    r: dict[str, Any] = {}
+    with httpx.Client() as client:
+        reference.classify([decode(client.get(urls[0]).content)])  # warm-up
+        for name, gate in (("naive", False), ("naive_gated", True)):
+            t, cpu = time.perf_counter(), time.process_time()
+            for u in urls:
+                reference.classify([decode(client.get(u).content, min_side=None)], frame_gate=gate)
+            r[f"{name}_s"] = time.perf_counter() - t
+            r[f"{name}_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / n
+    return r
+
+
 def high_water_mib() -> float:
     """This process's peak RSS: VmHWM on Linux (ru_maxrss would include the RSS of the parent this
     process was forked from before its exec: the benchmark itself, model loaded)."""
@@ -266,11 +286,15 @@ def main() -> int:
     ap.add_argument("--lookup-keys", type=int, default=LOOKUP_KEYS)
     ap.add_argument("--rss-images", type=int, default=1000, help="images in the memory probe's batch (0: skip)")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--naive-probe", metavar="BASE", help=argparse.SUPPRESS)
     ap.add_argument("--profile", choices=["warm", "trusted"])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service.json")
     args = ap.parse_args()
     if args.rss_probe:
         print(json.dumps(peak_rss(args.images, args.rss_images)))
+        return 0
+    if args.naive_probe:
+        print(json.dumps(naive(args.naive_probe, args.n)))
         return 0
 
     from lotlens.champion import Champion
@@ -278,31 +302,27 @@ def main() -> int:
     from lotlens.imaging import decode
     from lotlens.service import Item, Service
     from lotlens.store import Store
-    from lotlens.vision import Pipeline
 
     data, source = load_inputs(args.images, args.n)
     base, httpd = start_cdn(data)
     urls = [f"{base}/i/{i}.jpg" for i in range(len(data))]
-    reference = Pipeline.load()  # the naive loop's: one caller, all cores per call
-    reference.classify([decode(data[0])])  # warm-up
-    r: dict[str, Any] = {"images": len(data), "source": source, "model": reference.version}
+    r: dict[str, Any] = {"images": len(data), "source": source}
     with tempfile.TemporaryDirectory() as tmp:
         # Default settings: 2% of known answers are fetched whole and their bytes checked.
         settings = Settings(data_dir=Path(tmp), allow_private_addresses=True, url_trust_checks=0)
         store = Store.from_url(settings.resolved_database_url())
         pipeline = Champion(settings, store)()  # the model as a serving process loads it
         pipeline.classify([decode(data[0])])  # warm-up
+        r["model"] = pipeline.version
         service = Service(settings, store, lambda: pipeline)
         service.rng.seed(0)
         r |= scrapes(service, [Item(u) for u in urls], len(data), args.rounds, args.profile)
         service.store.engine.dispose()
-    for name, gate in (("naive", False), ("naive_gated", True)):
-        t, cpu = time.perf_counter(), time.process_time()
-        with httpx.Client() as client:
-            for u in urls:
-                reference.classify([decode(client.get(u).content, min_side=None)], frame_gate=gate)
-        r[f"{name}_s"] = time.perf_counter() - t
-        r[f"{name}_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / len(urls)
+    # The naive loop in a process of its own, as a plain script runs: nothing of the service (its
+    # threads, its model, its malloc settings) shares the process with it.
+    probe = [sys.executable, __file__, "--naive-probe", base, "--n", str(len(data))]
+    out = subprocess.run(probe, capture_output=True, text=True, check=True)
+    r |= json.loads(out.stdout.strip().splitlines()[-1])
     httpd.shutdown()
     n = len(data)
     for k in ("cold", "warm", "trusted", "naive", "naive_gated"):

@@ -4,6 +4,7 @@ batch stays on its own model, and a model error reaches only the callers of that
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -134,3 +135,32 @@ def test_at_most_parallel_calls_run_at_once_and_answers_stay_in_order(parallel: 
 def test_parallel_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Batcher(8, 0.01, parallel=0)
+
+
+def test_each_model_call_gives_freed_memory_back_in_its_own_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lotlens.batching
+
+    trims: list[str] = []
+    monkeypatch.setattr(lotlens.batching, "release_free_memory", lambda: trims.append(threading.current_thread().name))
+    good, bad = Recorder("good"), Recorder("bad", fail=True)
+    batcher = Batcher(max_batch=2, max_wait=0.01)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            batcher.classify(good, images(1, 2, 3, 4), [True] * 4),
+            batcher.classify(bad, images(5), [True]),
+            return_exceptions=True,
+        )
+
+    answers = asyncio.run(main())
+    assert answers[0] == [("good", v, True) for v in (1, 2, 3, 4)]
+    assert isinstance(answers[1], Exception)
+    assert len(trims) == len(good.sizes) + len(bad.sizes)  # after every call, a failed one too
+    assert threading.main_thread().name not in trims  # never on the event loop
+
+
+def test_release_free_memory_runs_on_this_system() -> None:
+    from lotlens.memory import _glibc, release_free_memory
+
+    release_free_memory()  # a no-op off glibc, a trim here
+    assert (_glibc() is not None) == (os.uname().sysname == "Linux")

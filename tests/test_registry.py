@@ -164,7 +164,8 @@ def test_champion_loads_the_model_for_serving(settings: Settings, store: Store) 
     memory arena keeps the largest call's buffers; the glibc heap is kept from growing."""
     import os
 
-    from lotlens.champion import limit_heap_growth, serving_threads
+    from lotlens.champion import serving_threads
+    from lotlens.memory import limit_heap_growth
 
     pipeline = Champion(settings, store)()
     for session in (pipeline.featurizer.backbone._session, pipeline.featurizer.detector._session):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lotlens.imaging import RGBArray
+from lotlens.memory import release_free_memory
 
 # Model calls in flight at once per process: the Python half of one call (resizes, signals, boxes)
 # runs while onnxruntime works on the other, each call with its share of the cores
@@ -30,6 +31,14 @@ class _Request:
     images: list[RGBArray]
     with_color: list[bool]
     done: asyncio.Future[list[Any]] = field(repr=False)
+
+
+def _classify(model: Model, images: list[RGBArray], flags: list[bool]) -> list[Any]:
+    """One model call, then the heap's freed buffers back to the system (`lotlens.memory`)."""
+    try:
+        return model.classify(images, flags)
+    finally:
+        release_free_memory()
 
 
 class Batcher:
@@ -93,7 +102,7 @@ class Batcher:
                 images = [im for r in mine for im in r.images]
                 flags = [c for r in mine for c in r.with_color]
                 try:
-                    preds = await asyncio.to_thread(model.classify, images, flags)
+                    preds = await asyncio.to_thread(_classify, model, images, flags)
                 except Exception as exc:  # noqa: BLE001 -- handed to each caller, who skips its images
                     for r in mine:
                         if not r.done.done():

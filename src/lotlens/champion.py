@@ -7,7 +7,6 @@ with. The API, the jobs' workers and the CLI's service runs each hold one.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import threading
@@ -16,29 +15,13 @@ from pathlib import Path
 from lotlens.batching import INFERENCE_CALLS
 from lotlens.config import Settings
 from lotlens.errors import ModelError, StorageError
+from lotlens.memory import limit_heap_growth
 from lotlens.storage import Storage
 from lotlens.store import Store
 from lotlens.store.registry import Registry
 from lotlens.vision import Pipeline
 
 log = logging.getLogger(__name__)
-
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
-
-
-def limit_heap_growth() -> bool:
-    """glibc only (a no-op elsewhere): at most two malloc arenas, and every block from 256 KiB up
-    mapped on its own, so that freed decode and model buffers go back to the system.
-
-    By default glibc makes up to 8 arenas a core for threads and raises its mmap threshold as large
-    blocks are freed, after which image-sized buffers come from the arenas, fragment them, and the
-    process only grows (see bench/bench_service.py's memory probe). Returns whether both took.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, 2)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024))
-    except (OSError, AttributeError):
-        return False
 
 
 def serving_threads(settings: Settings) -> int:
