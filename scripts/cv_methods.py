@@ -1,4 +1,8 @@
-"""Experimental color blocks for scripts/cv-color that are not (yet) model features.
+"""What scripts/cv-color compares: the color methods (which feature blocks, each block's C) and the
+experimental blocks that are not (yet) model features.
+
+A block is `crop` (the cached embedding and histograms of the crop), a signals region (`band`,
+`center`, `band_wb`, ... and the script's own `lower`, `full`), or a name in `BLOCKS`.
 
 `specular`: statistics of the band and centre of a vehicle crop that try to see a dark car's paint
 past its sky reflections and highlights (low lightness percentiles, dark/highlight shares, the
@@ -8,6 +12,8 @@ white-balanced ones, so the model does not carry it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import cv2
 import numpy as np
@@ -74,7 +80,7 @@ def _specular_stats(px: NDArray[np.float32]) -> NDArray[np.float32]:
         spread,
         (q(order, 50) - q(order, 10)) / (spread + 1e-3),
         skew,
-        (skew**2 + 1) / kurt,
+        (skew**2 + 1) / (kurt + 1e-6),
         grad.mean(),
         (grad > 0.15).mean(),
     ]
@@ -93,3 +99,50 @@ def specular_statistics(crop64: RGBArray) -> NDArray[np.float32]:
 
 # Blocks computed from the 64 px crop by a function rather than as a signals region.
 BLOCKS = {"specular": specular_statistics}
+
+
+METHODS: dict[str, dict[str, Any]] = {
+    "crop head, dev only": {"train": "dev", "blocks": {"crop": 0.3}},
+    "crop head, dev+extra": {"train": "all", "blocks": {"crop": 0.3}},
+    "crop + band + center heads": {"train": "all", "blocks": {"crop": 0.3, "band": 0.03, "center": 0.03}},
+    "regions C=0.01": {"train": "all", "blocks": {"crop": 0.3, "band": 0.01, "center": 0.01}},
+    "regions C=0.1": {"train": "all", "blocks": {"crop": 0.3, "band": 0.1, "center": 0.1}},
+    "regions w=.5/.25/.25": {
+        "train": "all",
+        "blocks": {"crop": 0.3, "band": 0.03, "center": 0.03},
+        "weights": [0.5, 0.25, 0.25],
+    },
+    "regions, crop C=0.1": {"train": "all", "blocks": {"crop": 0.1, "band": 0.03, "center": 0.03}},
+    "regions + lower + full": {
+        "train": "all",
+        "blocks": {"crop": 0.3, "band": 0.03, "center": 0.03, "lower": 0.03, "full": 0.03},
+    },
+    "regions, no class weights": {
+        "train": "all",
+        "blocks": {"crop": 0.3, "band": 0.03, "center": 0.03},
+        "class_weight": None,
+    },
+    "regions + recolor": {
+        "train": "all",
+        "blocks": {"crop": 0.3, "band": 0.03, "center": 0.03},
+        "recolor": True,
+    },
+    "crop head + recolor": {"train": "all", "blocks": {"crop": 0.3}, "recolor": True},
+    "band only": {"train": "all", "blocks": {"crop": 0.3, "band": 0.03}, "weights": [0.5, 0.5]},
+    # Issue #13 item 2: the white-balanced regions (signals) and the specular block (above).
+    "regions + specular": {"train": "all", "blocks": {"crop": 0.3, "band": 0.03, "center": 0.03, "specular": 0.1}},
+    "wb regions": {"train": "all", "blocks": {"crop": 0.3, "band_wb": 0.03, "center_wb": 0.03}},
+    "wb regions + specular": {
+        "train": "all",
+        "blocks": {"crop": 0.3, "band_wb": 0.03, "center_wb": 0.03, "specular": 0.1},
+    },
+    "regions + wb regions": {
+        "train": "all",
+        "blocks": {"crop": 0.3, "band": 0.03, "center": 0.03, "band_wb": 0.03, "center_wb": 0.03},
+    },
+    "wb regions + recolor": {
+        "train": "all",
+        "blocks": {"crop": 0.3, "band_wb": 0.03, "center_wb": 0.03},
+        "recolor": True,
+    },
+}
