@@ -245,13 +245,15 @@ def gray_world_balance(small: RGBArray, low: float = 0.6, high: float = 1.6) -> 
     estimate; the gains are clamped, so a strongly colored car keeps much of its color (the plain
     statistics and the crop head still see the raw pixels).
     """
+    r, g, b = small[..., 0], small[..., 1], small[..., 2]
+    lit = (np.maximum(np.maximum(r, g), b) < 250) & (np.minimum(np.minimum(r, g), b) > 8)
+    weight = (lit if lit.sum() >= 20 else np.ones_like(lit)).ravel().astype(np.float32)
     px = small.reshape(-1, 3).astype(np.float32)
-    lit = (px.max(axis=1) < 250) & (px.min(axis=1) > 8)
-    if lit.sum() >= 20:
-        px = px[lit]
-    light = np.sqrt((px**2).mean(axis=0)) + 1.0
-    gains = np.clip(light.mean() / light, low, high)
-    return np.clip(small.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    light = np.sqrt(weight @ (px * px) / weight.sum()) + 1.0
+    gains = np.clip(light.mean() / light, low, high).astype(np.float32)
+    # One lookup table per channel: the same numbers as scaling every pixel, at a fraction of the cost.
+    table = np.clip(np.arange(256, dtype=np.float32)[:, None] * gains, 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(small), table.reshape(256, 1, 3))
 
 
 def split_region(name: str) -> tuple[str, bool]:
