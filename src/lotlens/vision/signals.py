@@ -279,9 +279,8 @@ def region_statistics(crop: RGBArray, regions: tuple[str, ...] | list[str]) -> N
         return np.zeros(0, dtype=np.float32)
     parsed = [split_region(r) for r in regions]
     field = studio_field(small)
-    planes = {False: _planes(small)}
-    if any(balanced for _, balanced in parsed):
-        planes[True] = _planes(gray_world_balance(small))
+    views = {balanced for _, balanced in parsed}  # compute only the planes that are read
+    planes = {balanced: _planes(gray_world_balance(small) if balanced else small) for balanced in views}
     return np.concatenate([_region_stats(planes[balanced], field, region) for region, balanced in parsed])
 
 
