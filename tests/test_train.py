@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 
 from lotlens.cli import app
 from lotlens.labels import COLORS, TYPES
+from lotlens.train.fit import TrainConfig
 from lotlens.train.manifest import read_manifest
 from lotlens.vision.pipeline import ModelFolder, Pipeline, default_model_dir
 
@@ -163,7 +164,7 @@ def test_evaluate_reports_color_calibration(trained: tuple[Path, Path, Path], tm
     assert sum(b["n"] for b in cal["bins"]) == cal["n"]
     meta = json.loads((model / "model.json").read_text())
     assert meta["decision"]["color_temperature"] > 0
-    assert meta["features"]["color_regions"] == ["band", "center"]
+    assert meta["features"]["color_regions"] == list(TrainConfig().color_regions) == ["band_wb", "center_wb"]
     assert meta["metrics"]["color_calibration"]["temperature"] == meta["decision"]["color_temperature"]
 
 

@@ -37,7 +37,9 @@ from lotlens.vision.signals import (
     STUDIO_SIGNALS,
     TYPE_SIGNALS,
     color_signals,
+    gray_world_balance,
     region_signals,
+    region_statistics,
     studio_signals,
     type_signals,
     white_background_box,
@@ -365,6 +367,46 @@ def test_region_signals_see_the_paint_and_drop_the_studio_field() -> None:
     )
 
 
+def _lab(rgb: tuple[int, int, int]) -> np.ndarray:
+    return cv2.cvtColor(np.full((1, 1, 3), rgb, np.uint8), cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
+
+
+def test_gray_world_balance_takes_a_warm_cast_off_silver_and_leaves_red_red() -> None:
+    # Silver under warm evening light, on warm-lit tarmac: the whole crop carries the cast.
+    warm = np.full((64, 64, 3), (120, 100, 80), np.uint8)
+    warm[20:50] = (200, 170, 140)
+    balanced = gray_world_balance(warm)
+    body = balanced[30, 30].astype(int)
+    assert np.ptp(body) <= 6  # neutral again
+    assert abs(_lab(tuple(body))[2] - 128) < 3  # b* (yellow-blue) near zero
+    assert abs(_lab((200, 170, 140))[2] - 128) > 10  # ... where the raw body read brownish
+    # A red car fills most of its crop: the clamped gains leave it clearly red.
+    red = np.full((64, 64, 3), (90, 90, 90), np.uint8)
+    red[10:60] = (180, 30, 30)
+    r, g, b = gray_world_balance(red)[30, 30].astype(int)
+    assert r > 2 * g
+    assert r > 2 * b
+    # Clipped white and pure black say nothing about the light: a white field does not tint the car.
+    assert gray_world_balance(np.full((64, 64, 3), 255, np.uint8)).min() == 255
+
+
+def test_balanced_regions_have_the_plain_layout_and_see_past_the_cast() -> None:
+    warm = np.full((120, 200, 3), (120, 100, 80), np.uint8)
+    warm[30:110, 10:190] = (200, 170, 140)
+    sig = region_statistics(warm, ("band", "band_wb", "center_wb"))
+    assert sig.shape == (3 * REGION_SIGNALS,)
+    plain, balanced = sig[:REGION_SIGNALS], sig[REGION_SIGNALS : 2 * REGION_SIGNALS]
+    assert plain[2] > 0.05  # mean b*: the raw band reads warm
+    assert abs(balanced[2]) < 0.03  # the balanced band is neutral
+    assert region_signals(warm, "band_wb") == pytest.approx(balanced)
+    # The studio field is found on the raw crop, so it stays out of the balanced statistics too.
+    studio = np.full((120, 200, 3), 255, np.uint8)
+    studio[50:120, 0:200] = (90, 90, 90)
+    assert region_signals(studio, "band_wb")[0] == pytest.approx(_lab((90, 90, 90))[0] / 255, abs=0.02)
+    with pytest.raises(ValueError, match="unknown color region"):
+        region_statistics(warm, ("band", "roof_wb"))
+
+
 def test_studio_signals_tell_a_cut_out_from_a_scene() -> None:
     cut_out = np.full((200, 300, 3), 255, np.uint8)
     cut_out[60:150, 50:250] = (30, 30, 120)
@@ -386,6 +428,9 @@ def test_color_features_add_the_region_blocks_in_order(pipeline: Pipeline) -> No
     assert both.shape == (1, FEATURES + COLOR_SIGNALS + 2 * REGION_SIGNALS)
     assert both[0, : plain.shape[1]] == pytest.approx(plain[0])
     assert both[0, plain.shape[1] : plain.shape[1] + REGION_SIGNALS] == pytest.approx(region_signals(crop, "band"))
+    balanced = pipeline.featurizer.color_features([crop], ("band_wb", "center_wb"))
+    assert balanced.shape == both.shape
+    assert balanced[0, plain.shape[1] :] == pytest.approx(region_statistics(crop, ("band_wb", "center_wb")))
 
 
 def test_a_model_folder_without_regions_or_temperature_still_reads(tmp_path: Path) -> None:
