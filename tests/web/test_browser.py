@@ -22,6 +22,10 @@ def sign_in(page: Page, who: str, target: str) -> None:
     expect(page).to_have_url(re.compile(r"/signin\?next="))
     page.get_by_label("API key").fill(KEYS[who].key)
     page.get_by_role("button", name="Sign in").click()
+    # the target's deferred scripts (chips, bulk fixes) run before DOMContentLoaded: a click that
+    # lands earlier does nothing, so wait for the page itself, not only for its cards
+    expect(page).not_to_have_url(re.compile(r"/signin"))
+    page.wait_for_load_state("domcontentloaded")
 
 
 def test_advertiser_fixes_a_placeholder_and_sees_the_history(page: Page, site: Site) -> None:
@@ -30,6 +34,7 @@ def test_advertiser_fixes_a_placeholder_and_sees_the_history(page: Page, site: S
     page.get_by_test_id("filter-type").select_option("Placeholder")
     page.get_by_test_id("apply-filters").click()
     expect(page).to_have_url(re.compile(r"type=Placeholder"))
+    page.wait_for_load_state("domcontentloaded")  # all cards parsed, the page's script running
     cards = page.get_by_test_id("card")
     n = cards.count()
     assert n >= 1
