@@ -17,6 +17,7 @@ IMAGE = jpeg(car("Red", "white", 1))
 HITS: dict[str, int] = {}
 ETAGS: dict[str, str] = {}  # path -> the ETag /img/ serves it with (tests that change headers in place)
 RAW_TARGETS: list[str] = []  # request targets of /raw/, exactly as they reached the server
+RAW_HEADERS: list[dict[str, str]] = []  # request headers of /raw/, as they reached the server
 NAMES: dict[str, str] = {}  # path -> the IMAGES entry /img/ serves there (tests that change bytes in place)
 SENT: dict[str, int] = {}  # "GET /path 304" -> count: what the answers were (conditional GETs)
 PEERS: list[tuple[str, int]] = []  # (path, client port) of each request: a reused connection keeps its port
@@ -73,6 +74,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, body, "image/jpeg", head, extra, "lm" in query, conditional="deaf" not in query)
         elif path.startswith("/raw/"):
             RAW_TARGETS.append(self.path)
+            RAW_HEADERS.append({k.lower(): v for k, v in self.headers.items()})
             self._send(200, IMAGE, "image/jpeg", head)
         elif path in ("/car.jpg", "/etag/car.jpg"):
             self._send(200, IMAGE, "image/jpeg", head, {"ETag": '"v1"'} if path.startswith("/etag") else {})
@@ -82,6 +84,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, IMAGE, "text/html", head)
         elif path == "/html.jpg":
             self._send(200, b"<!doctype html><html><body>Not found</body></html>", "image/jpeg", head)
+        elif path == "/gzip.jpg":  # compressed although not asked to be: 1 MB of zeros in 1 kB
+            import gzip
+
+            self._send(200, gzip.compress(b"\0" * 1_000_000), "image/jpeg", head, {"Content-Encoding": "gzip"})
         elif path == "/bomb.png":
             self._send(200, BOMB, "image/png", head)
         elif path == "/missing.jpg":

@@ -7,7 +7,6 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,7 +15,7 @@ from lotlens.config import Settings
 from lotlens.errors import FetchError
 from lotlens.fetch import Fetched, Fetcher, address_allowed, sniff_image
 
-from httpserver import HITS, IMAGE, LAST_MODIFIED, PEERS, RAW_TARGETS
+from httpserver import HITS, IMAGE, LAST_MODIFIED, PEERS, RAW_HEADERS, RAW_TARGETS
 
 FAST = {"fetch_backoff": 0.01, "fetch_total_timeout": 5.0, "max_image_bytes": 20_000}
 
@@ -333,18 +332,18 @@ def test_sniffs_formats() -> None:
     assert sniff_image(b"<html>") is None
 
 
-def test_accept_header_is_fixed() -> None:
-    seen: dict[str, str] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.update(request.headers)
-        return httpx.Response(200, content=IMAGE)
-
-    async def main() -> Fetched:
-        settings = Settings(**FAST, allow_private_addresses=True)
-        async with Fetcher(settings, transport=httpx.MockTransport(handler)) as f:
-            return await f.get("http://127.0.0.1/x.jpg")
-
-    assert asyncio.run(main()).data == IMAGE
+def test_request_headers_are_fixed(server: str) -> None:
+    """What a CDN sees: an image Accept, our User-Agent, the name in Host, no compression asked."""
+    target = "/raw/headers.jpg"
+    assert get(f"{server}{target}").data == IMAGE
+    seen = RAW_HEADERS[RAW_TARGETS.index(target)]
     assert seen["accept"].startswith("image/")
-    assert seen["host"] == "127.0.0.1"
+    assert seen["user-agent"].startswith("lotlens/")
+    assert seen["host"] == server.removeprefix("http://")
+    assert seen.get("accept-encoding", "identity") == "identity"
+    assert "if-none-match" not in seen
+
+
+def test_a_compressed_answer_is_never_inflated(server: str) -> None:
+    """A server that gzips anyway: its bytes are not inflated (no bomb) and are not an image."""
+    assert reason(f"{server}/gzip.jpg") == "not_an_image"
