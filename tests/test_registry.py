@@ -160,23 +160,29 @@ def test_models_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_champion_loads_the_model_for_serving(settings: Settings, store: Store) -> None:
-    """Two model calls at once share the cores: each gets its share of threads, none spins, and no
-    memory arena keeps the largest call's buffers; the glibc heap is kept from growing."""
+    """Two model calls at once share the cores: each gets its share of threads, none spins, the
+    sessions share one CPU arena with no per-shape memory pattern; the glibc heap is kept from growing."""
     import os
 
     from lotlens.champion import serving_threads
     from lotlens.memory import limit_heap_growth
+    from lotlens.vision.backbone import shared_cpu_arena
 
     pipeline = Champion(settings, store)()
     for session in (pipeline.featurizer.backbone._session, pipeline.featurizer.detector._session):
         opts = session.get_session_options()  # type: ignore[attr-defined]
         assert opts.intra_op_num_threads == serving_threads(settings)
-        assert opts.enable_cpu_mem_arena is False
+        assert opts.enable_mem_pattern is False
+        assert opts.get_session_config_entry("session.use_env_allocators") == "1"
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert shared_cpu_arena() is True  # registered once for the process: a second ask is a no-op
     assert serving_threads(settings) == max(1, (os.cpu_count() or 1) // 2)
     assert serving_threads(settings.model_copy(update={"threads": 3})) == 3
     assert limit_heap_growth() is (os.uname().sysname == "Linux")  # glibc here; a no-op elsewhere
     # One caller's pipeline (the CLI, the naive benchmark loop) keeps the defaults.
     single = Pipeline.load().featurizer.backbone._session.get_session_options()  # type: ignore[attr-defined]
     assert single.enable_cpu_mem_arena is True
+    assert single.enable_mem_pattern is True
+    with pytest.raises(RuntimeError):  # not set: its own arena
+        single.get_session_config_entry("session.use_env_allocators")
     assert single.get_session_config_entry("session.intra_op.allow_spinning") == "1"

@@ -10,6 +10,14 @@ another), each keeping its freed image and tensor buffers. Measured with the mem
     ... and the heap trimmed after each model call      664 -   669 MiB   (the batch 8-10% slower)
     ... a fixed 256 KiB mmap threshold instead          628 MiB           (38% slower: not used)
 
+With no onnxruntime arena every call's tensors are fresh pages from the kernel: a third of a cold
+image's CPU went to page faults. Now serving sessions share one arena that grows by what is asked
+and plan no per-shape memory pattern (`backbone.session_options`); same probe, one run each:
+
+    trimmed heap, no onnxruntime arena                  758 MiB   24.5 s
+    ... one arena per session (doubling)                965 MiB   20.6 s
+    ... one shared arena, no memory pattern             839 MiB   21.8 s   (used)
+
 Both calls are no-ops where the C library is not glibc.
 """
 
