@@ -49,8 +49,8 @@ class Champion:
 
     def _load(self, folder: Path | None) -> Pipeline:
         """A pipeline set for serving: `INFERENCE_CALLS` model calls at once share the cores, each with
-        its share of onnxruntime threads (`LOTLENS_THREADS`, else cores / calls), none spinning, no
-        memory arena; and the process's heap kept from growing (`limit_heap_growth`)."""
+        its share of onnxruntime threads (`LOTLENS_THREADS`, else cores / calls), none spinning, one
+        shared onnxruntime arena; and the process's heap kept from growing (`limit_heap_growth`)."""
         limit_heap_growth()
         return Pipeline.load(folder, serving_threads(self.settings), serving=True)
 

@@ -112,7 +112,7 @@ class Featurizer:
         """Open the backbone and the detector; both run `threads` onnxruntime intra-op threads (0: all cores).
 
         `serving=True` sets onnxruntime for a process running several calls at once, for long:
-        no spinning threads, no memory arena (`backbone.session_options`).
+        no spinning threads, one shared memory arena (`backbone.session_options`).
 
         OpenCV runs single-threaded: its calls here (resizes, color conversions, histograms) are small
         and per image, and its own thread pool would compete with onnxruntime and the service's workers
