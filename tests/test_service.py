@@ -425,3 +425,21 @@ def test_a_photo_that_disagrees_with_a_confident_vehicle_color_is_queued_as_a_do
     other = classify(scripted, "other", *vehicle[4:])
     assert other[0].vehicle_color == own
     assert len(queue.items(VEHICLE_QUEUE)) == 1
+
+
+def test_the_model_is_taken_off_the_event_loop(tmp_path: Path, store: Store, server: str) -> None:
+    """The first batch of a process loads the model: that must not stall the loop's other batches."""
+    import threading
+
+    loaded_in: list[threading.Thread] = []
+
+    def champion() -> FakePipeline:
+        loaded_in.append(threading.current_thread())
+        return FakePipeline()
+
+    settings = Settings(data_dir=tmp_path, allow_private_addresses=True, fetch_retries=0, verify_fraction=0.0)
+    svc = Service(settings, store, champion)  # type: ignore[arg-type]
+    [r] = classify(svc, "adv", f"{server}/img/off-loop.jpg?name=car")
+    assert r.status == "ok"
+    assert loaded_in
+    assert all(t is not threading.main_thread() for t in loaded_in)  # asyncio.run's loop is the main thread's

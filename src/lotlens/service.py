@@ -171,7 +171,7 @@ class Service:
         settings: limits, the pHash distance, per-advertiser key modes, the decode memory budget.
         store: the cache and fix repository.
         pipeline: a callable returning the current model (so a new champion is taken up per batch).
-        fetcher: a factory of `Fetcher`s (tests pass one with a mock transport).
+        fetcher: a factory of `Fetcher`s (tests pass one that lets a test address through).
     """
 
     def __init__(
@@ -229,18 +229,22 @@ class Service:
         Args:
             deadline: seconds; what is not answered by then is skipped with reason `deadline`.
         """
-        return await Batch(self, advertiser, items, deadline).run()
+        # The model this batch finishes on; in a thread, as the first call of a process loads it.
+        pipeline = await asyncio.to_thread(self._pipeline)
+        return await Batch(self, advertiser, items, deadline, pipeline).run()
 
 
 class Batch:
     """One call of `Service.classify_with_stats`; each stage is a method."""
 
-    def __init__(self, service: Service, advertiser: str, items: Sequence[Item], deadline: float | None) -> None:
+    def __init__(
+        self, service: Service, advertiser: str, items: Sequence[Item], deadline: float | None, pipeline: Pipeline
+    ) -> None:
         self.service = service
         self.store = service.store
         self.settings = service.settings
         self.advertiser = advertiser
-        self.pipeline = service._pipeline()  # the batch finishes on the model it started with
+        self.pipeline = pipeline  # the batch finishes on the model it started with
         self.mode = self.settings.key_modes.get(advertiser, "auto")
         self.work = [
             Work(it, Result(_utf8(it.url), scraped_color=_utf8(it.color) if it.color else None)) for it in items
