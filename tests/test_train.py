@@ -254,6 +254,18 @@ def test_evaluate_warns_about_rows_the_model_was_trained_on(trained: tuple[Path,
         app, ["evaluate", "--model", str(model), "--manifest", str(mixed), "--images-root", str(root)]
     )
     assert "never saw in training" in table.stdout
+    # --compare says it for each side: the tiny model saw 5 of these rows, the bundled one none.
+    both = runner.invoke(
+        app,
+        ["evaluate", "--model", str(model), "--compare", str(default_model_dir()), "--manifest", str(mixed)]
+        + ["--images-root", str(root), "--json"],
+    )
+    assert both.exit_code == 0, both.output
+    b = json.loads(both.stdout)
+    assert b["a"]["training_overlap"] == {"shared": 5, "scored": 23}
+    assert b["b"]["training_overlap"] == {"shared": 0, "scored": 23}
+    assert f"model a ({b['a']['model']}): 5 of 23 scored rows share their image" in both.stderr
+    assert "model b" not in both.stderr
 
 
 def test_evaluate_says_when_the_overlap_is_unknown(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:

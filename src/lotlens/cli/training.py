@@ -158,8 +158,13 @@ def evaluate(
     settings = _settings()
     if compare is not None:
         try:
-            pipeline_a = Pipeline.load(model or settings.model_dir, settings.threads)
+            dir_a = model or settings.model_dir or default_model_dir()
+            pipeline_a = Pipeline.load(dir_a, settings.threads)
             pipeline_b = Pipeline.load(compare, settings.threads)
+            trained = tuple(
+                read_training_images(d, (p.folder.meta.get("manifest") or {}).get("sha256"))
+                for d, p in ((dir_a, pipeline_a), (compare, pipeline_b))
+            )
             with progress_bar(not as_json) as bar:
                 task = bar.add_task("evaluate a, then b", total=None)
                 both = evaluate_compare(
@@ -168,9 +173,12 @@ def evaluate(
                     manifest,
                     images_root,
                     on_step=lambda d, t: bar.update(task, completed=d, total=t),
+                    trained_on=(trained[0], trained[1]),
                 )
         except LotlensError as exc:
             _fail(exc)
+        for side in ("a", "b"):
+            _warn_overlap(both[side], f"model {side} ({both[side]['model']})")
         if report:
             from lotlens.train.report import write_compare_report
 
@@ -210,20 +218,21 @@ def evaluate(
     _print_evaluation(result)
 
 
-def _warn_overlap(r: dict[str, Any]) -> None:
+def _warn_overlap(r: dict[str, Any], which: str | None = None) -> None:
     """On stderr, so a --json reader still gets one clean line: how much of the test set the model
-    was trained on."""
+    (`which` of two, when comparing) was trained on."""
     overlap = r["training_overlap"]
+    prefix, unseen = (f"{which}: ", "") if which else ("", " (the 'unseen' column)")
     if overlap is None:
         err.print(
-            "[yellow]warning:[/yellow] the model folder has no training_images.json for its training manifest: "
-            "whether these rows were in its training data is unknown"
+            f"[yellow]warning:[/yellow] {prefix}the model folder has no training_images.json for its training "
+            "manifest: whether these rows were in its training data is unknown"
         )
     elif overlap["shared"]:
         err.print(
-            f"[yellow]warning:[/yellow] {overlap['shared']} of {overlap['scored']} scored rows share their image "
-            f"(sha256) with the model's training manifest: only the {overlap['scored'] - overlap['shared']} "
-            "unseen rows measure it (the 'unseen' column)"
+            f"[yellow]warning:[/yellow] {prefix}{overlap['shared']} of {overlap['scored']} scored rows share their "
+            f"image (sha256) with the model's training manifest: only the {overlap['scored'] - overlap['shared']} "
+            f"unseen rows measure it{unseen}"
         )
 
 

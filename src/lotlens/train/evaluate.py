@@ -252,14 +252,22 @@ def evaluate_compare(
     manifest: Path,
     images_root: Path | None = None,
     on_step: Step | None = None,
+    trained_on: tuple[set[str] | None, set[str] | None] = (None, None),
 ) -> dict[str, Any]:
-    """Score two models on one manifest (model a: `pipeline_a`, b: `pipeline_b`) and compare them."""
+    """Score two models on one manifest (model a: `pipeline_a`, b: `pipeline_b`) and compare them.
+
+    `trained_on`: each model's training images (sha256), as for `evaluate`; each side then says
+    how many scored rows it was trained on (`training_overlap`, None where unknown).
+    """
     rows = read_manifest(manifest)
     root = images_root or manifest.parent
-    pairs_a, skipped = predict_rows(pipeline_a, rows, root, on_step=on_step)
+    digests: dict[str, str] = {}
+    pairs_a, skipped = predict_rows(pipeline_a, rows, root, on_step=on_step, digests=digests)
     pairs_b, _ = predict_rows(pipeline_b, rows, root, on_step=on_step)
     result = compare(pipeline_a.version, pairs_a, pipeline_b.version, pairs_b, skipped)
     result["manifest"] = {"path": str(manifest), "sha256": manifest_sha256(manifest), "rows": len(rows)}
-    for side in ("a", "b"):
+    for side, seen in zip(("a", "b"), trained_on, strict=True):
         result[side]["manifest"] = result["manifest"]
+        shared = None if seen is None else sum(digests[r.path] in seen for r, _ in pairs_a)
+        result[side]["training_overlap"] = None if seen is None else {"shared": shared, "scored": len(pairs_a)}
     return result
