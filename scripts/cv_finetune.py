@@ -24,6 +24,7 @@ extra: `nice -n 19 .venv/bin/pip install -e '.[export]'`):
     nice -n 19 .venv/bin/python scripts/cv_finetune.py trunk            # ~5 min: trunk activations
     nice -n 19 .venv/bin/python scripts/cv_finetune.py run --tail 1     # last stage (block 15 + conv_head)
     nice -n 19 .venv/bin/python scripts/cv_finetune.py run --tail 2     # last two stages (blocks 11-15 + conv_head)
+    nice -n 19 .venv/bin/python scripts/cv_finetune.py compare --tail 1 # per fold, and the paired test
     nice -n 19 .venv/bin/python scripts/cv_finetune.py timing           # serving cost of each tail (onnxruntime)
 
 `run` prints frozen vs fine-tuned color top-1 and Grey/White/Black recall, and the type head's
@@ -230,19 +231,52 @@ def class_weights(y: np.ndarray) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
-def linear_probe(emb: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, wd: float, steps: int = 300) -> nn.Linear:
-    """The 12-way head on frozen embeddings (full batch Adam), so fine-tuning starts from a fitted head."""
+class Head(nn.Module):
+    """The 12-way linear head on standardised embeddings (mean and scale of the frozen ones, fixed)."""
+
+    def __init__(self, emb: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", emb.mean(0))
+        self.register_buffer("scale", emb.std(0).clamp_min(1e-3))
+        self.linear = nn.Linear(FEATURES, len(COLORS))
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.linear((emb - self.mean) / self.scale)
+
+    def penalty(self) -> torch.Tensor:
+        return self.linear.weight.pow(2).sum()
+
+
+def linear_probe(
+    emb: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, args: argparse.Namespace, steps: int = 300
+) -> Head:
+    """The head on frozen embeddings (full batch Adam), so fine-tuning starts from a fitted head.
+
+    It must stay regularised (`--head-wd`, label smoothing): a head that already fits its training
+    crops leaves the tail no gradient to learn from.
+    """
     torch.manual_seed(0)
-    head = nn.Linear(FEATURES, len(COLORS))
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
+    head = Head(emb)
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     for _ in range(steps):
         opt.zero_grad()
-        loss = F.cross_entropy(head(emb), y, weight=weight) + wd * head.weight.pow(2).sum()
+        ce = F.cross_entropy(head(emb), y, weight=weight, label_smoothing=args.smoothing)
+        loss = ce + args.head_wd * head.penalty()
         loss.backward()
         opt.step()
+    print(f"    probe: train CE {float(ce):.3f}", file=sys.stderr, flush=True)
     return head
+
+
+def score(entry: dict[str, float], select: str) -> float:
+    """Lower is better: the validation loss, or minus the validation top-1."""
+    return entry["val_loss"] if select == "loss" else -entry["val_acc"]
+
+
+def best_epoch(log: list[dict[str, float]], select: str) -> int:
+    return min(range(len(log)), key=lambda e: (score(log[e], select), e))
 
 
 def finetune(
@@ -250,7 +284,8 @@ def finetune(
 ) -> tuple[Tail, list[dict[str, float]]]:
     """Fine-tune a copy of `base` on rows `fit` of `x` (rows, 2 flips, C, H, W); early stop on `val`.
 
-    Returns the tail at the epoch with the lowest validation loss (epoch 0: the frozen tail) and the log.
+    Returns the tail at the best epoch by `--select` (epoch 0: the frozen tail; ties go to the earlier
+    epoch) and the log.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -263,7 +298,7 @@ def finetune(
     weight = class_weights(y[fit.numpy()])
     fit_both = torch.cat([x[fit, 0], x[fit, 1]])
     y_both = torch.cat([yt[fit], yt[fit]])
-    head = linear_probe(embed(base, fit_both), y_both, weight, args.head_wd)
+    head = linear_probe(embed(base, fit_both), y_both, weight, args)
     xv, yv = x[val, 0], yt[val]
 
     def validate() -> tuple[float, float]:
@@ -274,7 +309,8 @@ def finetune(
 
     loss0, acc0 = validate()
     log = [{"epoch": 0, "val_loss": loss0, "val_acc": acc0, "train_loss": float("nan")}]
-    best = (loss0, copy.deepcopy(tail.state_dict()))
+    print(f"    epoch 0 (frozen tail): val loss {loss0:.3f} acc {acc0:.3f}", file=sys.stderr, flush=True)
+    best = (score(log[0], args.select), copy.deepcopy(tail.state_dict()))
     opt = torch.optim.Adam(
         [{"params": tail.parameters(), "lr": args.lr}, {"params": head.parameters(), "lr": args.head_lr}]
     )
@@ -287,14 +323,15 @@ def finetune(
             rows = order[k : k + args.batch]
             xb = x[fit[rows], flips[rows]].float()
             emb = F.dropout(tail(xb), p=args.dropout, training=True)
-            loss = F.cross_entropy(head(emb), yt[fit[rows]], weight=weight) + args.head_wd * head.weight.pow(2).sum()
+            ce = F.cross_entropy(head(emb), yt[fit[rows]], weight=weight, label_smoothing=args.smoothing)
+            loss = ce + args.head_wd * head.penalty()
             opt.zero_grad()
             loss.backward()
             opt.step()
             with torch.no_grad():  # decoupled decay toward the ImageNet weights (L2-SP)
                 for n, p in tail.named_parameters():
                     p.sub_(args.lr * args.wd * (p - start[n]))
-            total += float(loss) * len(rows)
+            total += float(ce.detach()) * len(rows)
         vloss, vacc = validate()
         log.append(
             {
@@ -311,9 +348,9 @@ def finetune(
             file=sys.stderr,
             flush=True,
         )
-        if vloss < best[0]:
-            best = (vloss, copy.deepcopy(tail.state_dict()))
-        elif epoch - min(range(len(log)), key=lambda e: log[e]["val_loss"]) >= args.patience:
+        if score(log[-1], args.select) < best[0]:
+            best = (score(log[-1], args.select), copy.deepcopy(tail.state_dict()))
+        elif epoch - best_epoch(log, args.select) >= args.patience:
             break
     tail.load_state_dict(best[1])
     return tail, log
@@ -357,6 +394,7 @@ def color_cv(
             row |= {f"recall_{c}": m["recall"].get(c) for c in COLORS}
             row["ece_raw"] = calibration(list(y_all[sel]), raw[sel])["ece"]
             row["ece_cal"] = calibration(list(y_all[sel]), cal[sel])["ece"]
+    row["hit"] = raw[colored].argmax(1) == y_all[colored]  # per colored row, for `compare`
     return row
 
 
@@ -426,7 +464,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"fold {f}: fine-tune on {len(fit)} crops (x2 flips), early stop on {len(val)}", file=sys.stderr)
         tail, log = finetune(base, x, y, fit, val, args, seed=f)
         logs[f] = log
-        best = min(log, key=lambda r: r["val_loss"])
+        best = log[best_epoch(log, args.select)]
         print(
             f"  fold {f}: best epoch {best['epoch']} (val acc {best['val_acc']:.3f} vs {log[0]['val_acc']:.3f} "
             f"frozen) [{time.time() - t0:.0f}s]",
@@ -457,7 +495,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "args": vars(args) | {"func": None},
-                "color": row,
+                "color": {k: v for k, v in row.items() if k != "hit"},
                 "type_frozen": type_frozen,
                 "type_finetuned": type_ft,
                 "logs": logs,
@@ -468,6 +506,35 @@ def cmd_run(args: argparse.Namespace) -> None:
         + "\n"
     )
     print(f"-> {out}", file=sys.stderr)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    """Frozen against the saved fine-tuned embeddings (`run`'s emb-tail<k>.npz): per-fold top-1 and
+    the paired test on the rows where exactly one of the two is right (exact two-sided binomial)."""
+    from math import comb
+
+    d = cv.load()
+    colored = np.load(OUT / "trunk.npz")["colored"]
+    fold = cv.assign_folds(d["group"][colored], args.folds)
+    names = [b for b in SPEC["blocks"] if b != "crop"]
+    blocks = cv.region_blocks(d["crop64"][colored], names)
+    regions = {k: cv.scatter(v, colored, len(d["path"])) for k, v in blocks.items()}
+    saved = np.load(OUT / f"emb-tail{args.tail}.npz")
+    frozen = color_cv(d, colored, fold, dict.fromkeys(range(args.folds), d["color_x"][colored, :FEATURES]), regions)
+    tuned = color_cv(d, colored, fold, {f: saved[f"fold{f}"] for f in range(args.folds)}, regions)
+    for f in range(args.folds):
+        sel = fold == f
+        print(
+            f"fold {f}: {sel.sum():4d} crops, frozen {frozen['hit'][sel].mean():.4f} "
+            f"fine-tuned {tuned['hit'][sel].mean():.4f}"
+        )
+    b = int((tuned["hit"] & ~frozen["hit"]).sum())
+    c = int((~tuned["hit"] & frozen["hit"]).sum())
+    p = min(1.0, 2 * sum(comb(b + c, k) for k in range(min(b, c) + 1)) / 2 ** (b + c))
+    print(
+        f"all: frozen {frozen['all_acc']:.4f} fine-tuned {tuned['all_acc']:.4f}; only fine-tuned right {b}, "
+        f"only frozen right {c}, two-sided p {p:.3f}"
+    )
 
 
 # -------------------------------------------------------------------------------------------- timing
@@ -523,12 +590,18 @@ def main() -> None:
     r.add_argument("--epochs", type=int, default=8)
     r.add_argument("--patience", type=int, default=3)
     r.add_argument("--batch", type=int, default=32)
-    r.add_argument("--lr", type=float, default=1e-4, help="the tail's Adam learning rate")
+    r.add_argument("--lr", type=float, default=3e-4, help="the tail's Adam learning rate")
     r.add_argument("--head-lr", type=float, default=1e-3)
     r.add_argument("--wd", type=float, default=1.0, help="decoupled decay toward the ImageNet weights, per lr")
-    r.add_argument("--head-wd", type=float, default=1e-4, help="L2 on the 12-way head's weights")
+    r.add_argument("--head-wd", type=float, default=1e-3, help="L2 on the 12-way head's (standardised) weights")
+    r.add_argument("--smoothing", type=float, default=0.1, help="label smoothing of the fine-tuning loss")
+    r.add_argument("--select", choices=("loss", "acc"), default="acc", help="early stopping on val loss or top-1")
     r.add_argument("--dropout", type=float, default=0.2)
     r.set_defaults(func=cmd_run)
+    c = sub.add_parser("compare")
+    c.add_argument("--tail", type=int, choices=(1, 2), default=1)
+    c.add_argument("--folds", type=int, default=5)
+    c.set_defaults(func=cmd_compare)
     t = sub.add_parser("timing")
     t.add_argument("--repeats", type=int, default=5)
     t.set_defaults(func=cmd_timing)
