@@ -27,6 +27,19 @@ extra: `nice -n 19 .venv/bin/pip install -e '.[export]'`):
     nice -n 19 .venv/bin/python scripts/cv_finetune.py compare --tail 1 # per fold, and the paired test
     nice -n 19 .venv/bin/python scripts/cv_finetune.py timing           # serving cost of each tail (onnxruntime)
 
+Results (2026-12-03, 2446 colored crops, 5 grouped folds, "wb regions" head with --calibrate):
+
+    frozen (onnx embedding, as cv-color)    top-1 0.8659  dev 0.8934  Grey 0.800 White 0.880 Black 0.801
+    frozen (torch tail on the fp16 cache)   top-1 0.8663 (tail 1) / 0.8675 (tail 2): the noise floor
+    fine-tuned last stage (tail 1, v2)      top-1 0.8708  dev 0.8903  Grey 0.797 White 0.891 Black 0.816
+        paired: 44 rows only fine-tuned right, 32 only frozen right, two-sided p 0.21 (not significant)
+        type head on the fine-tuned whole-image embedding: 0.9483 against 0.9634 frozen
+    tail 1 with an unregularised probe head (v1: head_wd 1e-4 raw, no smoothing, early stop on loss):
+        the probe head already fits its training crops (train CE ~0.1), early stopping keeps epoch 0
+        (the frozen tail) in every fold: identical to frozen.
+    serving cost (onnxruntime, 1 thread, best of 7, busy shared machine): tail 1 ~1 ms per crop,
+        tail 2 ~4-6 ms, the whole backbone ~11 ms.
+
 `run` prints frozen vs fine-tuned color top-1 and Grey/White/Black recall, and the type head's
 CV accuracy with the whole-image embedding from the fine-tuned tails (informative only: the plan
 keeps the frozen tail for type). The fine-tuned embeddings are saved under build/cv/finetune/.
