@@ -31,9 +31,15 @@ Results (2026-12-03, 2446 colored crops, 5 grouped folds, "wb regions" head with
 
     frozen (onnx embedding, as cv-color)    top-1 0.8659  dev 0.8934  Grey 0.800 White 0.880 Black 0.801
     frozen (torch tail on the fp16 cache)   top-1 0.8663 (tail 1) / 0.8675 (tail 2): the noise floor
-    fine-tuned last stage (tail 1, v2)      top-1 0.8708  dev 0.8903  Grey 0.797 White 0.891 Black 0.816
+    fine-tuned last stage (tail 1, defaults)    top-1 0.8708  dev 0.8903  Grey 0.797 White 0.891 Black 0.816
         paired: 44 rows only fine-tuned right, 32 only frozen right, two-sided p 0.21 (not significant)
         type head on the fine-tuned whole-image embedding: 0.9483 against 0.9634 frozen
+    fine-tuned last two stages (tail 2; --lr 1e-4 --epochs 6 --patience 2)
+                                            top-1 0.8675  dev 0.8840  Grey 0.811 White 0.891 Black 0.783
+        paired: 37 only fine-tuned right, 33 only frozen right, p 0.72; type head 0.9593 (frozen 0.9634)
+        (--lr 3e-4 for tail 2 fell to val top-1 0.57 by epoch 2 of fold 0; that run was stopped)
+    scripts/cv-color run --calibrate --only "wb regions" on this same cache: 0.866, Grey/White/Black
+        0.80/0.88/0.80, the first row above.
     tail 1 with an unregularised probe head (v1: head_wd 1e-4 raw, no smoothing, early stop on loss):
         the probe head already fits its training crops (train CE ~0.1), early stopping keeps epoch 0
         (the frozen tail) in every fold: identical to frozen.
