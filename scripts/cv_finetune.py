@@ -21,9 +21,9 @@ its temperature uses); epoch 0 is the linear probe alone, so "no fine-tuning" ca
 Reproduce (after `nice -n 19 .venv/bin/python scripts/cv-color features`; needs the `export`
 extra: `nice -n 19 .venv/bin/pip install -e '.[export]'`):
 
-    nice -n 19 .venv/bin/python scripts/cv_finetune.py trunk            # ~5 min: trunk activations
+    nice -n 19 .venv/bin/python scripts/cv_finetune.py trunk            # 5-10 min: trunk activations
     nice -n 19 .venv/bin/python scripts/cv_finetune.py run --tail 1     # last stage (block 15 + conv_head)
-    nice -n 19 .venv/bin/python scripts/cv_finetune.py run --tail 2     # last two stages (blocks 11-15 + conv_head)
+    nice -n 19 .venv/bin/python scripts/cv_finetune.py run --tail 2 --lr 1e-4 --epochs 6 --patience 2  # last two stages
     nice -n 19 .venv/bin/python scripts/cv_finetune.py compare --tail 1 # per fold, and the paired test
     nice -n 19 .venv/bin/python scripts/cv_finetune.py timing           # serving cost of each tail (onnxruntime)
 
