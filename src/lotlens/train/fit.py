@@ -71,7 +71,8 @@ class TrainConfig:
     color_c: float = 0.3
     # Statistics of fixed crop regions, each with its own strongly regularised head whose logits
     # are averaged with the crop head's (folded into one linear head). "_wb": of the white-balanced
-    # crop; grouped CV on dev + extra (scripts/cv-color run): 86.9% against 85.8% with recolor.
+    # crop; grouped CV on dev + extra (scripts/cv-color run): 86.9% against 85.8% with recolor
+    # (88.5% since the recolor's Purple covers blue-violet paint: scripts/cv_methods.py).
     color_regions: tuple[str, ...] = ("band_wb", "center_wb")
     region_c: float = 0.03
     calibrate: bool = True  # fit the color temperature on the validation fold

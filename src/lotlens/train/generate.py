@@ -1,6 +1,7 @@
 """Training data that real inventories lack: placeholder graphics and rare vehicle colors.
 
 The dev set has logos, grey size boxes and silhouettes but no text banners ("photo coming soon");
+dealers' own placeholder icons (a car drawn in their brand color, their name under it) are few;
 Purple, Burgundy, Pink and Orange vehicles are rare. Everything here is deterministic for a seed.
 """
 
@@ -192,14 +193,228 @@ def blank(rng: random.Random) -> Image.Image:
     return im
 
 
+# Side profiles of a few body styles, as (x, y) fractions of the body's box, front to the right:
+# bottom of the rear bumper, up over the trunk, roof and hood, down to the front bumper.
+PROFILES = {
+    "sedan": [
+        (0.0, 0.78),
+        (0.0, 0.5),
+        (0.06, 0.44),
+        (0.24, 0.4),
+        (0.33, 0.12),
+        (0.42, 0.04),
+        (0.62, 0.04),
+        (0.72, 0.36),
+        (0.93, 0.44),
+        (1.0, 0.55),
+        (1.0, 0.78),
+    ],
+    "suv": [(0.0, 0.8), (0.0, 0.12), (0.05, 0.02), (0.62, 0.02), (0.74, 0.3), (0.95, 0.38), (1.0, 0.5), (1.0, 0.8)],
+    "hatch": [(0.0, 0.78), (0.0, 0.3), (0.08, 0.06), (0.55, 0.04), (0.7, 0.34), (0.93, 0.42), (1.0, 0.55), (1.0, 0.78)],
+    "coupe": [
+        (0.0, 0.78),
+        (0.0, 0.5),
+        (0.12, 0.4),
+        (0.38, 0.08),
+        (0.58, 0.06),
+        (0.74, 0.38),
+        (0.95, 0.46),
+        (1.0, 0.58),
+        (1.0, 0.78),
+    ],
+}
+# The cabin's glass for each profile: the x range of the windows and their top and bottom.
+GLASS = {
+    "sedan": (0.3, 0.68, 0.1, 0.38),
+    "suv": (0.06, 0.68, 0.06, 0.3),
+    "hatch": (0.08, 0.64, 0.08, 0.34),
+    "coupe": (0.36, 0.7, 0.11, 0.38),
+}
+
+
+# A color for `ImageDraw`: RGB on an image, one level on a mask.
+Ink = tuple[int, int, int] | int
+
+
+def _any_color(rng: random.Random, bg: tuple[int, int, int]) -> tuple[int, int, int]:
+    """An ink that stands out from `bg`: any hue (logo blues and reds as often as greys)."""
+    for _ in range(8):
+        if rng.random() < 0.35:
+            v = rng.randint(15, 110) if sum(bg) > 384 else rng.randint(170, 255)
+            ink = (v, v, v)
+        else:
+            ink = _hsv255(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.45, 1.0))
+        if sum(abs(a - b) for a, b in zip(ink, bg, strict=True)) > 150:
+            return ink
+    return _ink(bg, rng)
+
+
+def _car_icon(
+    d: ImageDraw.ImageDraw,
+    box: tuple[float, float, float, float],
+    ink: Ink,
+    bg: Ink,
+    rng: random.Random,
+    outline: bool,
+) -> None:
+    """A side-view car icon in `box`: a body style's profile, glass and wheels cut out in `bg`."""
+    x0, y0, x1, y1 = box
+    style = rng.choice(list(PROFILES))
+    flip = rng.random() < 0.5
+
+    def at(fx: float, fy: float) -> tuple[float, float]:
+        return (x0 + (1 - fx if flip else fx) * (x1 - x0), y0 + fy * (y1 - y0))
+
+    body = [at(fx + rng.uniform(-0.01, 0.01), fy + rng.uniform(-0.01, 0.01)) for fx, fy in PROFILES[style]]
+    stroke = max(2, int((y1 - y0) / 16))
+    if outline:
+        d.line([*body, body[0]], fill=ink, width=stroke, joint="curve")
+    else:
+        d.polygon(body, fill=ink)
+    g0, g1, gt, gb = GLASS[style]
+    pillar = rng.uniform(0.45, 0.55)
+    for a, b in ((g0, g0 + (g1 - g0) * pillar - 0.015), (g0 + (g1 - g0) * pillar + 0.015, g1)):
+        pane = [at(a + 0.03, gt), at(b - 0.02, gt), at(b, gb), at(a, gb)]
+        if outline:
+            d.line([*pane, pane[0]], fill=ink, width=max(1, stroke // 2))
+        elif rng.random() < 0.85:
+            d.polygon(pane, fill=bg)
+    r = (y1 - y0) * rng.uniform(0.15, 0.2)
+    for fx in (0.2, 0.8):
+        cx, cy = at(fx, 0.8)
+        d.ellipse([cx - r * 1.2, cy - r * 1.2, cx + r * 1.2, cy + r * 1.2], fill=bg)  # the arch
+        if outline:
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=ink, width=stroke)
+        else:
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=ink)
+            if rng.random() < 0.7:  # the rim
+                d.ellipse([cx - r * 0.55, cy - r * 0.55, cx + r * 0.55, cy + r * 0.55], fill=bg)
+
+
+def _front_car(d: ImageDraw.ImageDraw, cx: float, cy: float, w: float, ink: Ink, bg: Ink) -> None:
+    """A front view: body, windscreen, lamps and grille, as a dealer's logo draws one."""
+    h = w * 0.6
+    top, mid, bottom = cy - h / 2, cy, cy + h / 2
+    d.polygon(
+        [
+            (cx - w * 0.32, top + h * 0.05),
+            (cx + w * 0.32, top + h * 0.05),
+            (cx + w * 0.42, mid),
+            (cx + w / 2, mid + h * 0.08),
+            (cx + w / 2, bottom),
+            (cx - w / 2, bottom),
+            (cx - w / 2, mid + h * 0.08),
+            (cx - w * 0.42, mid),
+        ],
+        fill=ink,
+    )
+    d.polygon(
+        [
+            (cx - w * 0.27, top + h * 0.14),
+            (cx + w * 0.27, top + h * 0.14),
+            (cx + w * 0.35, mid - h * 0.02),
+            (cx - w * 0.35, mid - h * 0.02),
+        ],
+        fill=bg,
+    )
+    for side in (-1, 1):
+        lx = cx + side * w * 0.34
+        d.ellipse([lx - w * 0.08, mid + h * 0.12, lx + w * 0.08, mid + h * 0.26], fill=bg)
+    d.rounded_rectangle([cx - w * 0.18, mid + h * 0.14, cx + w * 0.18, mid + h * 0.3], radius=int(w * 0.02), fill=bg)
+
+
+def _gradient_fill(im: Image.Image, mask: Image.Image, top: tuple[int, int, int], rng: random.Random) -> Image.Image:
+    """`im` with the pixels of `mask` painted by a vertical gradient from `top` to a darker shade."""
+    w, h = im.size
+    dark = rng.uniform(0.3, 0.7)
+    ramp = np.linspace(1.0, dark, h, dtype=np.float32)[:, None, None] * np.asarray(top, dtype=np.float32)
+    paint = np.broadcast_to(ramp, (h, w, 3)).astype(np.uint8)
+    return Image.composite(Image.fromarray(paint), im, mask)
+
+
+def car_icon(rng: random.Random) -> Image.Image:
+    """A placeholder drawn as a car icon: a filled or outlined side view in any color, often with
+    the dealer's name or a "no photo" line under it."""
+    w, h = rng.choice(SIZES)
+    bg = _field(rng) if rng.random() < 0.6 else (255, 255, 255)
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    ink = _any_color(rng, bg)
+    cw = w * rng.uniform(0.55, 0.92)
+    ch = cw * rng.uniform(0.3, 0.42)
+    texted = rng.random() < 0.5
+    cy = h * (0.42 if texted else rng.uniform(0.45, 0.55))
+    _car_icon(d, (w / 2 - cw / 2, cy - ch / 2, w / 2 + cw / 2, cy + ch / 2), ink, bg, rng, rng.random() < 0.3)
+    if texted:
+        text = rng.choice(BANNERS) if rng.random() < 0.5 else _dealer_name(rng)
+        _text_center(d, (w / 2, min(h * 0.9, cy + ch * 0.75)), text, max(10, int(min(h / 9, w / len(text) * 1.3))), ink)
+    return im
+
+
+def _dealer_name(rng: random.Random) -> str:
+    name = "".join(rng.choice("ABCDEFGHIKLMNOPRSTUVWZ") for _ in range(rng.randint(4, 9)))
+    return f"{name} {rng.choice(('MOTORS', 'AUTO', 'CARS', 'AUTO RENT', 'LIMITED', 'GARAGE'))}"
+
+
+def emblem(rng: random.Random) -> Image.Image:
+    """A dealer's logo on a dark or light field: a car front or side drawn in one color or a
+    gradient, with the dealer's name in large letters."""
+    w, h = rng.choice(SIZES)
+    bg = (rng.randint(0, 40),) * 3 if rng.random() < 0.5 else _field(rng)
+    im = Image.new("RGB", (w, h), bg)
+    mask = Image.new("L", (w, h), 0)
+    ink = _any_color(rng, bg)
+    side = min(w, h)
+    cw = side * rng.uniform(0.45, 0.75)
+    if rng.random() < 0.5:
+        _front_car(ImageDraw.Draw(mask), w / 2, h * 0.4, cw, 255, 0)
+    else:
+        ch = cw * 0.38
+        _car_icon(
+            ImageDraw.Draw(mask),
+            (w / 2 - cw / 2, h * 0.4 - ch / 2, w / 2 + cw / 2, h * 0.4 + ch / 2),
+            255,
+            0,
+            rng,
+            rng.random() < 0.3,
+        )
+    if rng.random() < 0.5:
+        im = _gradient_fill(im, mask, ink, rng)
+    else:
+        im.paste(ink, mask=mask)
+    d = ImageDraw.Draw(im)
+    text = _dealer_name(rng)
+    words = text.split(" ", 1)
+    size = max(12, int(min(w / (len(words[0]) * 0.7), h / 7)))
+    text_ink = (255, 255, 255) if sum(bg) < 300 else _any_color(rng, bg)
+    _text_center(d, (w / 2, h * 0.74), words[0], size, text_ink)
+    if len(words) > 1:
+        _text_center(d, (w / 2, h * 0.74 + size * 1.1), words[1], max(10, size // 2), ink)
+    if rng.random() < 0.3:  # a few sparkles or stripes, as such logos have
+        for _ in range(rng.randint(2, 6)):
+            x, y, r = rng.uniform(0, w), rng.uniform(0, h * 0.6), side * 0.015
+            d.polygon([(x, y - r * 2), (x + r / 2, y), (x, y + r * 2), (x - r / 2, y)], fill=ink)
+    return im
+
+
 KINDS: dict[str, Callable[[random.Random], Image.Image]] = {
     "banner": banner,
     "silhouettes": silhouettes,
     "logo": logo,
     "size_box": size_box,
     "blank": blank,
+    "car_icon": car_icon,
+    "emblem": emblem,
 }
-WEIGHTS = {"banner": 0.4, "silhouettes": 0.2, "logo": 0.2, "size_box": 0.1, "blank": 0.1}
+WEIGHTS = {
+    "banner": 0.3,
+    "silhouettes": 0.15,
+    "logo": 0.15,
+    "size_box": 0.08,
+    "blank": 0.08,
+    "car_icon": 0.12,
+    "emblem": 0.12,
+}
 
 
 def placeholders(n: int, seed: int = 0) -> list[tuple[str, RGBArray]]:
@@ -217,8 +432,10 @@ def placeholders(n: int, seed: int = 0) -> list[tuple[str, RGBArray]]:
 
 
 # Target hue (degrees), saturation and value ranges (multipliers of the source pixel) per rare color.
+# Purple spans blue-violet to plum: most purple cars in ../shared/data are violet (paint hue
+# 250-270); a magenta-only range (265-295) taught the head to call them Blue or Pink.
 RECOLOR = {
-    "Purple": ((265, 295), (0.7, 1.0), (0.45, 0.8)),
+    "Purple": ((250, 295), (0.55, 1.0), (0.5, 0.9)),
     "Burgundy": ((335, 355), (0.75, 1.0), (0.35, 0.55)),
     "Pink": ((315, 345), (0.35, 0.6), (1.0, 1.3)),
     "Orange": ((18, 32), (0.9, 1.1), (0.95, 1.2)),
