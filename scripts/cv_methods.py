@@ -20,6 +20,9 @@ Tried on 2026-12-03 with "wb regions + recolor" (86.9% then) as the base, none k
 - nonlinear heads (a one-off script on the same cache and folds, no recolor, not kept): gradient boosting on the region
   statistics 78.8%, an MLP on all blocks 76.9%, either averaged with the linear head 81-83%: across
   sources, a strongly regularised linear head is what holds.
+- Black, Grey and White crops under a random warm or cool light (red/blue gains +-25%, green
+  +-8%, same label; `cv-color features cast`) added at a quarter or half of each color's count:
+  88.3% / 88.6% against 88.5%, Brown and Blue a point or two lower.
 What did move it was the recolor's Purple (`generate.RECOLOR`): 265-295 degrees made magenta
 purples, while most purple cars here are blue-violet (the cached crops' median paint hue 260,
 quartiles 250-270); 250-295 degrees at lower saturation gives 88.5% (Purple recall 0.64 -> 0.83,
@@ -212,5 +215,15 @@ METHODS: dict[str, dict[str, Any]] = {
         "blocks": {"crop": 0.3, "band_wb": 0.03, "center_wb": 0.03},
         "recolor": True,
         "weights": [0.5, 0.3, 0.2],
+    },
+    # Black, Grey and White crops under a random warm or cool light, same label (`cast` in cv-color).
+    **{
+        f"wb regions + recolor + cast {share}": {
+            "train": "all",
+            "blocks": {"crop": 0.3, "band_wb": 0.03, "center_wb": 0.03},
+            "recolor": True,
+            "cast": share,
+        }
+        for share in (0.25, 0.5)
     },
 }
