@@ -44,6 +44,15 @@ def car(color: str, background: str, seed: int, size: tuple[int, int] = (320, 22
     d.polygon([(x0 + 55, y0), (x0 + 78, y0 - 30), (x1 - 78, y0 - 30), (x1 - 55, y0)], fill=(60, 70, 80))
     for cx in (x0 + 45, x1 - 45):
         d.ellipse([cx - 22, y1 - 22, cx + 22, y1 + 22], fill=(15, 15, 15))
+    if background == "white":  # a studio render: lit from above, a soft shadow on the floor
+        arr = np.asarray(im, dtype=np.float32)
+        body = (arr < 250).any(axis=2, keepdims=True)
+        light = np.linspace(1.15, 0.8, h, dtype=np.float32)[:, None, None]
+        arr = np.where(body, np.clip(arr * light, 0, 255), arr)
+        yy, xx = np.mgrid[0:h, 0:w]
+        shadow = np.exp(-(((xx - (x0 + x1) / 2) / ((x1 - x0) * 0.55)) ** 2) - ((yy - y1 - 20) / 8.0) ** 2)
+        arr = np.where(body, arr, arr * (1 - 0.35 * shadow[..., None]))
+        im = Image.fromarray(arr.astype(np.uint8))
     return im
 
 
