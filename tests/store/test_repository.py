@@ -360,6 +360,26 @@ def test_listing_shows_sources_and_skips_and_forgets_a_skip_once_answered(store:
     assert summary == {"a": (3, 0), "b": (0, 1)}
 
 
+def test_inventory_versions_are_each_advertisers_inventory_version_in_one_go(store: Store) -> None:
+    assert store.inventory_versions() == {}
+    _predict(store, K1)
+    store.see_many("a", [("https://cdn.x/1.jpg", K1, "v1", "model")])
+    store.skip_many("a", [("https://cdn.x/3.jpg", "http_404", None)])
+    store.skip_many("b", [("https://cdn.x/9.jpg", "dns", None)])  # skips only
+    store.see("c", "https://cdn.z/1.jpg", K1)  # sightings only
+    before = store.inventory_versions()
+    assert before == {adv: store.inventory_version(adv) for adv in ("a", "b", "c")}
+    store.see("c", "https://cdn.z/2.jpg", K1)  # c changes, a and b do not
+    after = store.inventory_versions()
+    assert (after["a"], after["b"]) == (before["a"], before["b"])
+    assert after["c"] != before["c"]
+    assert after == {adv: store.inventory_version(adv) for adv in ("a", "b", "c")}
+    store.add_fix(K1, "color", "Blue", actor="ana", role="staff", scope="global", advertiser=None)
+    fixed = store.inventory_versions()  # a fix can change any advertiser's answers: every version moves
+    assert all(fixed[adv] != after[adv] for adv in after)
+    assert fixed == {adv: store.inventory_version(adv) for adv in ("a", "b", "c")}
+
+
 def test_image_details_for_the_image_page(store: Store) -> None:
     _predict(store, K1, "m1", "Dealer", "Red")
     _predict(store, K1, "m2", "Stock", "Blue")

@@ -670,6 +670,38 @@ def test_vehicles_and_the_advertisers_health_table(site: Site, app_client: TestC
     assert re.findall(r'<td><a href="/advertisers/([^"/]+)">', found) == ["b"]
 
 
+def test_staff_table_rereads_only_the_inventories_that_changed(
+    site: Site, app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign_in(app_client, "staff")
+    read: list[str] = []
+    listing = site.store.listing
+
+    def counted(advertiser: str) -> object:
+        read.append(advertiser)
+        return listing(advertiser)
+
+    monkeypatch.setattr(site.store, "listing", counted)
+    # more advertisers than the listing cache holds, as on a real site: it cannot serve the table
+    monkeypatch.setattr(app_client.app.state.lotlens_listings, "size", 1)  # type: ignore[attr-defined]
+
+    def row(table: str, adv: str) -> str:
+        return table[table.index(f'<a href="/advertisers/{adv}">') :].split("</tr>")[0]
+
+    first = app_client.get("/advertisers").text
+    assert sorted(read) == ["a", "b"]
+    read.clear()
+    again = app_client.get("/advertisers?sort=low&desc=1").text
+    assert read == []  # nothing changed: no inventory is read again
+    assert row(again, "a") == row(first, "a")
+    site.store.see("a", "https://cdn.example/one-more.jpg", site.keys["car1"], "veh-more")
+    third = app_client.get("/advertisers").text
+    assert read == ["a"]  # only the advertiser whose inventory changed
+    assert row(third, "b") == row(first, "b")
+    images = int(re.findall(r"<td[^>]*>(\d+)</td>", row(first, "a"))[0])
+    assert f">{images + 1}</td>" in row(third, "a")
+
+
 def test_thumbnails_are_cut_once_and_revalidate_by_etag(site: Site, app_client: TestClient) -> None:
     from lotlens.storage import Storage
     from lotlens.store.images import ImageFolder

@@ -225,6 +225,29 @@ class InventoryQueries(StoreBase):
                 s.scalar(select(func.max(Fix.id))),
             )
 
+    def inventory_versions(self) -> dict[str, tuple[Any, ...]]:
+        """`inventory_version` of every advertiser seen, in four queries whatever their number."""
+        with self._session() as s:
+            seen = {
+                adv: (n, last)
+                for adv, n, last in s.execute(
+                    select(Sighting.advertiser, func.count(), func.max(Sighting.last_seen)).group_by(
+                        Sighting.advertiser
+                    )
+                ).all()
+            }
+            skipped = {
+                adv: (n, last)
+                for adv, n, last in s.execute(
+                    select(Skip.advertiser, func.count(), func.max(Skip.last_seen)).group_by(Skip.advertiser)
+                ).all()
+            }
+            newest = (s.scalar(select(func.max(Prediction.id))), s.scalar(select(func.max(Fix.id))))
+        return {
+            adv: (*seen.get(adv, (0, None)), *skipped.get(adv, (0, None)), *newest)
+            for adv in sorted(seen.keys() | skipped.keys())
+        }
+
     def advertisers(self) -> list[tuple[str, int, int, datetime]]:
         """(advertiser, images, skipped URLs, latest scrape) for every advertiser seen, by name."""
         out: dict[str, list[Any]] = {}

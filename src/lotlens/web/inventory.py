@@ -162,8 +162,7 @@ class ListingCache:
             if hit is not None and hit[0] == version:
                 self._items.move_to_end(advertiser)
                 return hit[1], hit[2]
-        rows = state.store.listing(advertiser)
-        answers = state.store.answers([r.content_key for r in rows if r.content_key], advertiser)
+        rows, answers = _read_listing(state, advertiser)
         with self._lock:
             self._items[advertiser] = (version, rows, answers)
             self._items.move_to_end(advertiser)
@@ -171,11 +170,34 @@ class ListingCache:
                 self._items.popitem(last=False)
         return rows, answers
 
+    def peek(
+        self, state: AppState, advertiser: str, version: tuple[Any, ...]
+    ) -> tuple[list[Listed], dict[str, Answer]]:
+        """The listing as `get` gives it, for a one-off read (staff's table): a cached one if still
+        at `version`, else read from the store without taking a place in the cache."""
+        with self._lock:
+            hit = self._items.get(advertiser)
+            if hit is not None and hit[0] == version:
+                return hit[1], hit[2]
+        return _read_listing(state, advertiser)
+
+
+def _read_listing(state: AppState, advertiser: str) -> tuple[list[Listed], dict[str, Answer]]:
+    rows = state.store.listing(advertiser)
+    return rows, state.store.answers([r.content_key for r in rows if r.content_key], advertiser)
+
 
 def inventory(state: AppState, advertiser: str, filters: dict[str, Any], cache: ListingCache) -> Inventory:
     """The advertiser's URLs that pass the filters, in the asked order, with their answers
     (blocking: reads the store)."""
     rows, answers = cache.get(state, advertiser)
+    return build_inventory(state, rows, answers, filters)
+
+
+def build_inventory(
+    state: AppState, rows: list[Listed], answers: dict[str, Answer], filters: dict[str, Any]
+) -> Inventory:
+    """`inventory` of a listing already read."""
     low = state.settings.low_confidence
     counts = dict.fromkeys([*TYPES, "skipped", "low"], 0)
     out = []
@@ -307,28 +329,65 @@ HealthSort = Literal["advertiser", "images", "skipped", "placeholders", "low", "
 HEALTH_SORTS = get_args(HealthSort)
 
 
-def health(state: AppState, cache: ListingCache) -> list[Health]:
-    """Every advertiser's figures (blocking: reads each listing, through the listing cache)."""
+class HealthCache:
+    """Each advertiser's row of staff's table, kept while its `Store.inventory_version` stands
+    still: a view re-reads only the inventories that changed since the last one (a scrape touches
+    most of them once a day; views in between read none), and never floods the listing cache.
+    Rows are a few numbers each; `size` bounds them all the same. Each replica keeps its own."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._rows: OrderedDict[str, tuple[tuple[Any, ...], Health]] = OrderedDict()
+
+    def get(self, advertiser: str, version: tuple[Any, ...]) -> Health | None:
+        with self._lock:
+            hit = self._rows.get(advertiser)
+            if hit is None or hit[0] != version:
+                return None
+            self._rows.move_to_end(advertiser)
+            return hit[1]
+
+    def put(self, advertiser: str, version: tuple[Any, ...], row: Health) -> None:
+        with self._lock:
+            self._rows[advertiser] = (version, row)
+            self._rows.move_to_end(advertiser)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+
+def health(state: AppState, cache: ListingCache, rows: HealthCache | None = None) -> list[Health]:
+    """Every advertiser's figures (blocking: reads the listings that changed since `rows` saw them;
+    each with the version read before it, so a change during the read only makes the next view
+    read it again)."""
+    memo = rows if rows is not None else HealthCache()
+    versions = state.store.inventory_versions()
     out = []
     for adv, n, skipped, last in state.store.advertisers():
-        inv = inventory(state, adv, parse_filters(""), cache)
+        version = versions.get(adv, ())
+        hit = memo.get(adv, version)
+        if hit is not None:
+            out.append(hit)
+            continue
+        listed, answers = cache.peek(state, adv, version)
+        inv = build_inventory(state, listed, answers, parse_filters(""))
         answered = [a for _, _, a in inv.matched if a is not None and a.type]
         total = len(answered)
 
         def share(k: int, total: int = total) -> float | None:
             return k / total if total else None
 
-        out.append(
-            Health(
-                adv,
-                n,
-                skipped,
-                last,
-                share(inv.counts[PLACEHOLDER]),
-                share(inv.counts["low"]),
-                share(sum(bool(a.manual) for a in answered)),
-            )
+        row = Health(
+            adv,
+            n,
+            skipped,
+            last,
+            share(inv.counts[PLACEHOLDER]),
+            share(inv.counts["low"]),
+            share(sum(bool(a.manual) for a in answered)),
         )
+        memo.put(adv, version, row)
+        out.append(row)
     return out
 
 
@@ -349,7 +408,7 @@ async def advertisers(
     if not viewer.staff and viewer.who.advertiser:
         return see_other(_inventory_url(viewer.who.advertiser))
     Access.require_staff(viewer.who)
-    rows = await asyncio.to_thread(health, state, request.app.state.lotlens_listings)
+    rows = await asyncio.to_thread(health, state, request.app.state.lotlens_listings, request.app.state.lotlens_health)
     if q:
         rows = [r for r in rows if q.lower() in r.advertiser.lower()]
     present = [r for r in rows if getattr(r, sort) is not None]
