@@ -27,16 +27,13 @@ way past the plateau at this data size and compute; the frozen trunk stays.
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
 import random
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 import cv2
-import export_backbone as eb  # scripts/ is on the path when this script runs
+import cv_finetune as ft  # scripts/ is on the path when this script runs
+import export_backbone as eb
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -48,18 +45,7 @@ from lotlens.labels import COLORS, PLACEHOLDER
 SIDE = 224
 
 
-def _load_cv_color() -> Any:
-    path = Path(__file__).resolve().parent / "cv-color"
-    loader = importlib.machinery.SourceFileLoader("cv_color", str(path))
-    spec = importlib.util.spec_from_loader("cv_color", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cv_color"] = module
-    loader.exec_module(module)
-    return module
-
-
-cv = _load_cv_color()
+cv = ft.cv  # scripts/cv-color, loaded once by cv_finetune
 OUT = cv.CACHE / "finetune"
 
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def create_app(settings: Settings, store: Store | None = None, pipeline: Pipeline | None = None) -> FastAPI:
     """The API (`lotlens.api.create_app`) with the review pages mounted on it."""
     from lotlens.api import create_app as create_api
-    from lotlens.web.inventory import HealthCache, ListingCache
+    from lotlens.web.advertisers import HealthCache
+    from lotlens.web.inventory import ListingCache
     from lotlens.web.pages import add_pages
     from lotlens.web.session import Sessions
 

@@ -24,7 +24,7 @@ from lotlens.api import STORE_RETRY_SECONDS
 from lotlens.api.problems import domain_error, store_error, validation_error
 from lotlens.api.problems import http_error as api_http_error
 from lotlens.errors import Conflict, InvalidInput, LotlensError, NotFound, PermissionDenied, StorageError
-from lotlens.web import bulk, history, images, inventory, models, review, signin, vehicles
+from lotlens.web import advertisers, bulk, history, images, inventory, models, review, signin, vehicles
 from lotlens.web.common import SignInRequired, render, see_other, sessions
 from lotlens.web.session import COOKIE
 
@@ -133,6 +133,7 @@ def add_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(resources.files("lotlens.web") / "static")), name="static")
     for module in (
         signin,
+        advertisers,
         vehicles,
         bulk,
         inventory,
