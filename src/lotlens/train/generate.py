@@ -4,7 +4,7 @@ The dev set has logos, grey size boxes and silhouettes but no text banners ("pho
 dealers' own placeholder icons (a car drawn in their brand color, their name under it) are few;
 Purple, Burgundy, Pink and Orange vehicles are rare. Everything here is deterministic for a seed.
 
-Kept as one module: every placeholder kind draws with the same fields, inks, fonts and car shapes
+Kept whole (about 460 lines): every placeholder kind draws with the same fields, inks, fonts and car shapes
 and from one seeded stream (`placeholders`), and the recoloring below is the other half of what
 `train` generates; a split would only pass those helpers back and forth.
 """
