@@ -1,12 +1,12 @@
 """Training data that real inventories lack: placeholder graphics and rare vehicle colors.
 
+Kept whole (about 460 lines): every placeholder kind draws with the same fields, inks, fonts and car
+shapes from one seeded stream (`placeholders`), and the recoloring is the other half of what `train`
+generates; a split would only pass those helpers back and forth. Deterministic for a seed.
+
 The dev set has logos, grey size boxes and silhouettes but no text banners ("photo coming soon");
 dealers' own placeholder icons (a car drawn in their brand color, their name under it) are few;
-Purple, Burgundy, Pink and Orange vehicles are rare. Everything here is deterministic for a seed.
-
-Kept whole (about 460 lines): every placeholder kind draws with the same fields, inks, fonts and car shapes
-and from one seeded stream (`placeholders`), and the recoloring below is the other half of what
-`train` generates; a split would only pass those helpers back and forth.
+Purple, Burgundy, Pink and Orange vehicles are rare.
 """
 
 from __future__ import annotations
