@@ -107,9 +107,7 @@ async def advertisers(
     state: State,
     viewer: Who,
     q: Annotated[str, Query(max_length=128)] = "",
-    sort: Annotated[
-        Literal["advertiser", "images", "skipped", "placeholders", "low", "fixed", "last_seen"], Query()
-    ] = ("advertiser"),
+    sort: Annotated[HealthSort, Query()] = "advertiser",
     desc: bool = False,
 ) -> Response:
     if not viewer.staff and viewer.who.advertiser:
