@@ -41,12 +41,17 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
         champion = Champion(settings, st, pipeline)
         await asyncio.to_thread(champion.refresh)
         app.state.lotlens = app_state = await asyncio.to_thread(AppState, settings, st, champion)
-        app.state.jobs = await asyncio.to_thread(start_runner, settings, st, champion)
-        watcher = asyncio.create_task(app_state.follow_champion())
-        async with app_state.service:  # one HTTP client, its connections kept alive, for every batch
-            yield
-        watcher.cancel()
-        await asyncio.to_thread(app.state.jobs.close)
+        # One HTTP client, its connections kept alive, for every batch: requests' and (without a
+        # broker) jobs', whose chunks run on this loop through the same service.
+        async with app_state.service:
+            loop = asyncio.get_running_loop()
+            app.state.jobs = await asyncio.to_thread(start_runner, settings, st, champion, app_state.service, loop)
+            watcher = asyncio.create_task(app_state.follow_champion())
+            try:
+                yield
+            finally:
+                watcher.cancel()
+                await asyncio.to_thread(app.state.jobs.close)  # the chunks running now end on the open client
         if store is None:
             st.engine.dispose()
 

@@ -7,11 +7,13 @@ image bytes never travel through it: a task names a chunk, the worker reads its 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
 from lotlens.config import Settings
 from lotlens.jobs.run import ChunkRunner, result_page, status_dict
+from lotlens.service import Service
 from lotlens.store import Store
 from lotlens.store.jobs import JobRecord, JobStore
 from lotlens.vision import Pipeline
@@ -33,14 +35,21 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
-def start_runner(settings: Settings, store: Store, pipeline: Callable[[], Pipeline]) -> Runner:
-    """Celery when a broker is configured, else serve's own pool (which takes up unfinished jobs)."""
+def start_runner(
+    settings: Settings,
+    store: Store,
+    pipeline: Callable[[], Pipeline],
+    service: Service | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Runner:
+    """Celery when a broker is configured, else serve's own pool (which takes up unfinished jobs),
+    running its chunks through `service` on `loop` (the server's) when given."""
     if settings.broker_url:
         from lotlens.jobs.worker import CeleryRunner
 
         return CeleryRunner(settings, store)
     from lotlens.jobs.embedded import EmbeddedRunner
 
-    runner = EmbeddedRunner(settings, store, pipeline)
+    runner = EmbeddedRunner(settings, store, pipeline, service=service, loop=loop)
     runner.resume()
     return runner

@@ -1,11 +1,14 @@
 """Jobs without a broker: a bounded pool of threads inside `lotlens serve` runs them, chunk by chunk.
 
 Same store rows and the same `ChunkRunner` as the Celery workers, so the answers are the same; jobs
-left queued or running by a stopped server are taken up again when the next one starts.
+left queued or running by a stopped server are taken up again when the next one starts. Inside the
+server the chunks run on the server's event loop through its `Service`: one HTTP client, one decode
+pool, one memory budget, and inference batched across requests and jobs alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -33,10 +36,16 @@ class EmbeddedRunner:
         store: Store,
         pipeline: Callable[[], Pipeline],
         fetcher: Callable[[], Fetcher] | None = None,
+        *,
+        service: Service | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        """`service` and `loop`: the server's (its service entered on that loop); without them the
+        runner makes a service of its own and runs it on a loop of its own."""
         self.settings = settings
         self.jobs = JobStore(store)
-        self.chunks = ChunkRunner(settings, self.jobs, Service(settings, store, pipeline, fetcher))
+        service = service or Service(settings, store, pipeline, fetcher)
+        self.chunks = ChunkRunner(settings, self.jobs, service, loop)
         self._pool = ThreadPoolExecutor(settings.job_pool, thread_name_prefix="lotlens-job")
         self._hooks = ThreadPoolExecutor(1, thread_name_prefix="lotlens-webhook")
         self._changed = threading.Condition()
@@ -88,6 +97,7 @@ class EmbeddedRunner:
                 t.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._hooks.shutdown(wait=True, cancel_futures=True)
+        self.chunks.close()
 
     def _run_job(self, job_id: str) -> None:
         try:

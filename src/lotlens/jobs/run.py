@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Coroutine
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lotlens.config import Settings
 from lotlens.service import Item, Service
 from lotlens.store.jobs import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What an answer that never came says, by how its job ended.
 UNANSWERED = {"cancelled": "cancelled", "failed": "job_failed"}
@@ -87,24 +90,87 @@ def result_page(jobs: JobStore, job: JobRecord, cursor: int, limit: int) -> tupl
     return out, None if job.terminal else cursor + len(out)
 
 
-class ChunkRunner:
-    """Runs chunks through one `Service`; the same in a Celery worker and in serve's own pool."""
+async def _cancel_the_rest() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
-    def __init__(self, settings: Settings, jobs: JobStore, service: Service) -> None:
+
+class ResidentLoop:
+    """An event loop of its own in a daemon thread, holding the service's HTTP client (`async with
+    service`) for its whole life: a worker's chunks share kept-alive connections and one batcher
+    queue, as the server's requests do on the server's loop."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="lotlens-chunks", daemon=True)
+        self._thread.start()
+        self.call(service.__aenter__())
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and wait for it (from any thread but the loop's)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        try:
+            self.call(self.service.__aexit__(None, None, None))
+            self.call(_cancel_the_rest())  # the batcher's consumer task
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+            self.loop.close()
+
+
+class ChunkRunner:
+    """Runs chunks through one `Service`; the same in a Celery worker and in serve's own pool.
+
+    Every chunk runs on one event loop: `loop`, when given, is one that another owner runs with the
+    same service entered (serve passes its own, so jobs and requests share the HTTP client, the
+    decode pool and inference batches); without it the runner starts a `ResidentLoop` on the first
+    chunk. Either way a process holds one HTTP client and one batcher queue for all its chunks,
+    rather than a new client (new connections) for each.
+    """
+
+    def __init__(
+        self, settings: Settings, jobs: JobStore, service: Service, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self.settings = settings
         self.jobs = jobs
         self.service = service
+        self._loop = loop
+        self._resident: ResidentLoop | None = None
+        self._lock = threading.Lock()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is not None:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        with self._lock:
+            if self._resident is None:
+                self._resident = ResidentLoop(self.service)
+            resident = self._resident
+        return resident.call(coro)
+
+    def close(self) -> None:
+        """Close the runner's own loop and its HTTP client (a loop it was given is its owner's)."""
+        with self._lock:
+            resident, self._resident = self._resident, None
+        if resident is not None:
+            resident.close()
 
     def run(self, job_id: str, seq: int) -> JobRecord | None:
         """Run chunk `seq` of a job if it still has to run. Returns the job when this chunk ended it
-        (done, or failed after too many tries), so its webhook can go out. Blocking: it runs the
-        service's event loop itself (`asyncio.run`), so call it from a worker thread or process."""
+        (done, or failed after too many tries), so its webhook can go out. Blocking (it waits for
+        the chunk on the runner's event loop): call it from a worker thread or process, never from
+        that loop."""
         started = self.jobs.start_chunk(job_id, seq, self.settings.job_chunk_tries)
         work = started.work
         if work is None:
             return started.ended
         items = [Item(i.url, i.vehicle_id, i.color) for i in work.items]
-        results, stats = asyncio.run(self.service.classify_with_stats(work.advertiser, items))
+        results, stats = self._call(self.service.classify_with_stats(work.advertiser, items))
         log.info(
             "job %s chunk %d (try %d): %d images, %d classified, %d skipped",
             job_id,

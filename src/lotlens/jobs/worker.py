@@ -85,7 +85,8 @@ class FleetFetcher(Fetcher):
 
 
 class WorkerState:
-    """What one worker process holds: the store, the champion (loaded once), the chunk runner."""
+    """What one worker process holds: the store, the champion (loaded once), the chunk runner (its
+    event loop and HTTP client started on the first chunk and kept for the process's life)."""
 
     def __init__(self, settings: Settings) -> None:
         from lotlens.champion import Champion
@@ -109,6 +110,11 @@ class WorkerState:
         except Exception:  # noqa: BLE001 -- the current model keeps answering whatever happens here
             log.exception("checking the champion failed")
 
+    def close(self) -> None:
+        """The chunk runner's loop and client, then the store's connections (the process is ending)."""
+        self.chunks.close()
+        self.store.engine.dispose()
+
 
 _state: WorkerState | None = None
 _state_lock = threading.Lock()
@@ -126,7 +132,7 @@ def make_celery(settings: Settings) -> Any:
     """The Celery app for `settings.broker_url`, with the job tasks registered on it (and only on it:
     `shared=False`, or a second app in the process would get this one's tasks and settings)."""
     from celery import Celery
-    from celery.signals import worker_process_init
+    from celery.signals import worker_process_init, worker_process_shutdown
 
     app = Celery("lotlens", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
@@ -184,7 +190,15 @@ def make_celery(settings: Settings) -> Any:
     def init_process(**_: Any) -> None:
         worker_state(settings)
 
+    def end_process(**_: Any) -> None:
+        global _state
+        with _state_lock:
+            state, _state = _state, None
+        if state is not None:
+            state.close()
+
     worker_process_init.connect(init_process, weak=False)
+    worker_process_shutdown.connect(end_process, weak=False)
     return app
 
 
