@@ -138,6 +138,14 @@ class Access:
         """Every rule `record_fix` applies before writing; returns the advertiser of the fix."""
         if not fix.changes:
             raise InvalidInput("a fix needs a type or a color", "empty_fix")
+        advertiser = self.may_fix(who, fix)
+        check_fix(fix.changes, fix.scope, advertiser)
+        return advertiser
+
+    def may_fix(self, who: Principal, fix: FixRequest) -> str | None:
+        """The rights part of a fix (scope, advertiser, inventory), whatever its values; returns the
+        advertiser of the fix. A form that changes nothing is still refused first when it may not be
+        sent at all."""
         advertiser = fix.advertiser or who.advertiser
         if fix.scope == "global" and not who.is_staff:
             raise PermissionDenied("only staff and admin make global fixes")
@@ -147,7 +155,6 @@ class Access:
             raise PermissionDenied(f"key {who.name!r} may not fix images of advertiser {advertiser!r}")
         if who.advertiser and not self.store.seen_by(who.advertiser, fix.image_key):
             raise PermissionDenied("this image is not in your inventory")
-        check_fix(fix.changes, fix.scope, advertiser)
         return advertiser
 
     def record_fixes(self, who: Principal, fixes: list[FixRequest]) -> list[FixRecord]:

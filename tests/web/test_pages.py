@@ -191,13 +191,18 @@ def test_only_staff_make_global_fixes(site: Site, app_client: TestClient) -> Non
     sign_in(app_client, "a")
     csrf = csrf_of(app_client.get("/advertisers/a").text)
     key = site.keys["car0"]
-    # A type the model did not give, so the attempt is a real change (an unchanged one is a no-op).
     current = site.store.answers([key], None)[key]
     new_type = "Stock" if current.type != "Stock" else "Dealer"
     res = app_client.post(
         "/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": new_type, "scope": "global"}
     )
     assert res.status_code == 403
+    # A form that changes nothing is refused the same way, not answered "nothing changed".
+    res = app_client.post(
+        "/advertisers/a/fix", data={"csrf": csrf, "image_key": key, "type": current.type, "scope": "global"}
+    )
+    assert res.status_code == 403
+    assert "Nothing changed" not in res.text
     sign_in(app_client, "staff")
     csrf = csrf_of(app_client.get("/advertisers/a").text)
     res = app_client.post(

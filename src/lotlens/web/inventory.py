@@ -378,10 +378,10 @@ async def fix(advertiser: str, state: State, viewer: Who, form: Annotated[FixFor
     check_csrf(viewer, form.csrf)
     back = f"{_inventory_url(advertiser)}?{_filters_from(form.back)}".rstrip("?")
     _, current = await asyncio.to_thread(state.access.answer, viewer.who, form.image_key, advertiser)
-    changes = _fix_changes(current, form)
-    if not changes:
+    fix = FixRequest(form.image_key, _fix_changes(current, form), advertiser, form.scope, form.comment or None)
+    if not fix.changes:
+        await asyncio.to_thread(state.access.may_fix, viewer.who, fix)  # a refused form is refused, changed or not
         return see_other(back, done="unchanged", updated=form.image_key)
-    fix = FixRequest(form.image_key, changes, advertiser, form.scope, form.comment or None)
     await asyncio.to_thread(state.access.record_fix, viewer.who, fix)
     return see_other(back, updated=form.image_key)
 
