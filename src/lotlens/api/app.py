@@ -16,6 +16,7 @@ from lotlens.api.deps import AppState, find_key
 from lotlens.api.docs import add_docs
 from lotlens.api.guard import RequestGuard
 from lotlens.api.routes import classify, fixes, images, jobs, models, ops, review
+from lotlens.api.throttle import AuthThrottle
 from lotlens.champion import Champion
 from lotlens.config import Settings
 from lotlens.jobs import start_runner
@@ -78,7 +79,10 @@ def create_app(settings: Settings, store: Store | None = None, pipeline: Pipelin
             app_state.metrics.requests.labels(path, str(response.status_code)).inc()
         return response
 
-    app.add_middleware(RequestGuard, settings=settings, key_ok=lambda token: find_key(settings, token) is not None)
+    app.state.auth_throttle = throttle = AuthThrottle()  # the bearer check's and the sign-in page's
+    app.add_middleware(
+        RequestGuard, settings=settings, key_ok=lambda token: find_key(settings, token) is not None, throttle=throttle
+    )
     # Outermost: a TLS proxy's X-Forwarded-Proto/-For count only from LOTLENS_TRUSTED_PROXIES, so the
     # session cookie is Secure behind it and nobody else can claim https or another address.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)

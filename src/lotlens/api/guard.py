@@ -5,6 +5,7 @@ milliseconds, never seconds of parsing on the event loop."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from starlette.datastructures import Headers
 
 from lotlens import logs
+from lotlens.api.throttle import AuthThrottle, client_address
 from lotlens.config import Settings
 
 Scope = MutableMapping[str, Any]
@@ -59,16 +61,21 @@ def _problem(status: int, code: str, detail: str, extra: Sequence[tuple[bytes, b
 
 
 class RequestGuard:
-    """ASGI middleware: early 401 for `/v1/` without a valid key, 413 past the body limit.
+    """ASGI middleware: early 401 for `/v1/` without a valid key, 429 for an address past its failed
+    keys (`lotlens.api.throttle`), 413 past the body limit.
 
     Args:
         app: the ASGI app it guards.
         settings: `max_body_bytes`, and `api_keys` (none configured: no key is needed).
         key_ok: token -> whether it is a configured key (constant-time, the API's own check).
+        throttle: failed keys per client address (the pages' sign-in shares it).
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, key_ok: Callable[[str], bool]) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, key_ok: Callable[[str], bool], throttle: AuthThrottle | None = None
+    ) -> None:
         self.app = app
+        self.throttle = throttle if throttle is not None else AuthThrottle()
         self.limit = settings.max_body_bytes
         # A job may list up to `LOTLENS_MAX_JOB` images: its body may hold about 1 kB a URL.
         self.job_limit = max(settings.max_body_bytes, settings.max_job * JOB_BYTES_PER_IMAGE)
@@ -91,8 +98,18 @@ class RequestGuard:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
         if self.needs_key and scope["path"].startswith("/v1/"):
+            address = client_address(scope.get("client"))
+            wait = self.throttle.retry_after(address)
+            if wait:
+                await self._answer(
+                    send, receive, 429, "too_many_failures",
+                    "too many requests with a missing or unknown API key from this address: try again later",
+                    [(b"retry-after", str(math.ceil(wait)).encode())],
+                )  # fmt: skip
+                return
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not self.key_ok(token):
+                self.throttle.failed(address)
                 await self._answer(
                     send, receive, 401, "unauthorized", "missing or unknown API key (Authorization: Bearer <key>)",
                     [(b"www-authenticate", b"Bearer")],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
+from lotlens.api.throttle import AuthThrottle, client_address
 from lotlens.web.common import Who, _local_path, _set_session, check_csrf, render, see_other, sessions
 from lotlens.web.inventory import _inventory_url
 from lotlens.web.session import COOKIE, SIGNIN_COOKIE, Sessions, new_token, same_token
@@ -42,8 +44,18 @@ async def signin(
     token = request.cookies.get(SIGNIN_COOKIE, "")
     if not same_token(token, csrf):
         raise HTTPException(403, "the sign-in form is stale: reload it and try again")
+    throttle: AuthThrottle = request.app.state.auth_throttle
+    address = client_address(request.scope.get("client"))
+    wait = throttle.retry_after(address)
+    if wait:
+        minutes = math.ceil(wait / 60)
+        error = f"Too many unknown keys from your address: try again in {minutes} minute{'' if minutes == 1 else 's'}."
+        refused = render(request, None, "signin.html", 429, next=_local_path(next), token=token, error=error)
+        refused.headers["Retry-After"] = str(math.ceil(wait))
+        return refused
     found = s.sign_in(key)
     if found is None:
+        throttle.failed(address)
         return render(request, None, "signin.html", 401, next=_local_path(next), token=token, error="Unknown API key.")
     page = see_other(_local_path(next))
     _set_session(request, page, found[1])
