@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -357,6 +357,8 @@ class Storage:
             hashes[name] = digest
         target = self.cache_dir / f"{rel}-{hashlib.sha256(index).hexdigest()[:16]}"
         if target.is_dir():
+            with suppress(OSError):
+                os.utime(target)  # in use: `lotlens cache prune` keeps copies used lately
             return target
         with self._errors("copy into the cache", rel):
             target.parent.mkdir(parents=True, exist_ok=True)

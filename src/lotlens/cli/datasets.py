@@ -1,4 +1,5 @@
-"""`lotlens dataset ...`, `reclassify`, `monitor` and `images prune`: the retraining loop's data."""
+"""`lotlens dataset ...`, `reclassify`, `monitor`, `images prune` and `cache prune`: the retraining
+loop's data and what is kept of it."""
 
 from __future__ import annotations
 
@@ -252,3 +253,40 @@ def images_prune(
     )
     if not dry_run:
         out.print(f"served-image rows older than {served_days} days: {r.served_rows_removed} dropped")
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="This host's local cache folder (LOTLENS_CACHE_DIR).")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Annotated[int, typer.Option(min=1, help="days: remove copies not made or used for this long")] = 30,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would go; delete nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one line of JSON")] = False,
+) -> None:
+    """Remove from this host's cache what can be made again: thumbnails older than --older-than days
+    or of images whose kept bytes are gone, model copies unused that long and not named by an alias,
+    training copies that old, partial writes. Run it on every host (API replicas, workers)."""
+    from datetime import timedelta
+
+    from lotlens.train.retention import prune_cache
+
+    settings = _settings()
+    store = _open_store(settings)
+    _announce("cache prune", settings, None, older_than=older_than, dry_run=dry_run)
+    try:
+        r = prune_cache(settings, store, timedelta(days=older_than), dry_run)
+    except LotlensError as exc:
+        _fail(exc)
+    finally:
+        store.engine.dispose()
+    if as_json:
+        _json_line(asdict(r))
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.print(
+        f"{settings.resolved_cache_dir()}: {verb} {r.thumbnails} thumbnails ({r.thumbnails_unkept} of images no "
+        f"longer kept), {r.model_copies} model copies, {r.mirror_files} training copies, {r.partials} partial "
+        f"writes: {r.bytes_freed / 1e6:.1f} MB; model copies kept: {', '.join(r.kept_model_copies) or 'none'}"
+    )
