@@ -172,6 +172,10 @@ def test_header_keys_and_trust(store: Store) -> None:
     assert store.remember_header_key("h:1", K1, "cdn.x", "https://cdn.x/1.jpg") is None
     assert store.remember_header_key("h:1", K1, "cdn.x", "https://cdn.x/1.jpg") is None
     assert store.lookup_header_keys(["h:1", "h:2"]) == {"h:1": K1}
+    assert store.lookup_header_keys([]) == {}
+    # Keys are hashes; one with the separator PostgreSQL's lookups join them with still matches exactly.
+    assert store.remember_header_key("h:odd\nkey", K2, "cdn.x", "https://cdn.x/2.jpg") is None
+    assert store.lookup_header_keys(["h:odd\nkey", "h:odd", "key", "h:1"]) == {"h:odd\nkey": K2, "h:1": K1}
     # One header key, different bytes: the caller learns what it served before.
     assert store.remember_header_key("h:1", K2, "cdn.x", "https://cdn.x/1.jpg") == K1
     assert store.host_trusted("cdn.x")

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, String, any_, bindparam, create_engine, event, func, select
+from sqlalchemy import ColumnElement, Engine, String, Text, any_, bindparam, create_engine, event, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -75,9 +75,15 @@ class StoreBase:
 
     def key_in(self, column: Any, keys: list[str]) -> ColumnElement[bool]:
         """`column IN keys` with the keys in one bind parameter (a JSON array on SQLite, an array on
-        PostgreSQL): no variable limit to mind, and one cached statement whatever the count."""
+        PostgreSQL): no variable limit to mind, and one cached statement whatever the count.
+
+        On PostgreSQL the keys (hashes) travel as one newline-joined text split by the server:
+        psycopg dumps a list of 1,000 strings as an array in Python, which took as long as the
+        query itself (1,000 URL-index lookups: 112k keys/s against 66k)."""
         if self.engine.dialect.name == "postgresql":
-            return column == any_(bindparam("keys", keys, type_=ARRAY(String)))
+            if any("\n" in k for k in keys):
+                return column == any_(bindparam("keys", keys, type_=ARRAY(String)))
+            return column == any_(func.string_to_array(bindparam("keys", "\n".join(keys), type_=Text), "\n"))
         values = func.json_each(bindparam("keys", json.dumps(keys))).table_valued("value")
         return column.in_(select(values.c.value))
 
