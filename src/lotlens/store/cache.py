@@ -54,36 +54,31 @@ class CacheQueries(StoreBase):
         if not images and not predictions:
             return
         t = now()
+        # Cached statements run over the rows (executemany), not a VALUES list compiled per group.
         with self._session.begin() as s:
             if images:
                 s.execute(
-                    self._insert(Image)
-                    .values(
-                        [
-                            {"content_key": k, "phash": ph, "width": w, "height": h, "size_bytes": n, "first_seen": t}
-                            for k, ph, w, h, n in images
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=["content_key"])
+                    self._insert(Image).on_conflict_do_nothing(index_elements=["content_key"]),
+                    [
+                        {"content_key": k, "phash": ph, "width": w, "height": h, "size_bytes": n, "first_seen": t}
+                        for k, ph, w, h, n in images
+                    ],
                 )
             if predictions:
                 s.execute(
-                    self._insert(Prediction)
-                    .values(
-                        [
-                            {
-                                "content_key": k,
-                                "model_version": version,
-                                "type": type_,
-                                "color": None if type_ == PLACEHOLDER else color,
-                                "scores": scores,
-                                "box": list(box) if box else None,
-                                "created_at": t,
-                            }
-                            for k, version, type_, color, scores, box in predictions
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=["content_key", "model_version"])
+                    self._insert(Prediction).on_conflict_do_nothing(index_elements=["content_key", "model_version"]),
+                    [
+                        {
+                            "content_key": k,
+                            "model_version": version,
+                            "type": type_,
+                            "color": None if type_ == PLACEHOLDER else color,
+                            "scores": scores,
+                            "box": list(box) if box else None,
+                            "created_at": t,
+                        }
+                        for k, version, type_, color, scores, box in predictions
+                    ],
                 )
 
     def learn_urls(self, seen: Sequence[UrlSeen], url_trust_checks: int) -> HostLessons:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 
 from lotlens.store.engine import StoreBase, now
 from lotlens.store.records import HeaderKeyRecord, ImageInfo, Listed, PredictionRecord, SightingRecord
@@ -304,28 +304,22 @@ class InventoryQueries(StoreBase):
         if not latest:
             return
         day = day or now().date()
-        keys = sorted(latest)
+        table = ServedImage.__table__
+        stmt = self._insert(table)
+        # One cached statement run over the rows (executemany), not a VALUES list compiled anew per
+        # batch; an image already counted today with the same answer is left as it is (no write).
+        cols = ("model_version", "type", "source")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["day", "advertiser", "content_key"],
+            set_={c: getattr(stmt.excluded, c) for c in cols},
+            where=or_(*(table.c[c].is_distinct_from(getattr(stmt.excluded, c)) for c in cols)),
+        )
+        rows = [
+            {"day": day, "advertiser": advertiser, "content_key": k, "model_version": v, "type": t, "source": src}
+            for k, (v, t, src) in sorted(latest.items())
+        ]
         with self._session.begin() as s:
-            for i in range(0, len(keys), 500):
-                stmt = self._insert(ServedImage).values(
-                    [
-                        {
-                            "day": day,
-                            "advertiser": advertiser,
-                            "content_key": k,
-                            "model_version": latest[k][0],
-                            "type": latest[k][1],
-                            "source": latest[k][2],
-                        }
-                        for k in keys[i : i + 500]
-                    ]
-                )
-                s.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["day", "advertiser", "content_key"],
-                        set_={c: getattr(stmt.excluded, c) for c in ("model_version", "type", "source")},
-                    )
-                )
+            s.execute(stmt, rows)
 
     def answer_counts(self, since: date) -> list[tuple[date, str, str, str, str, int]]:
         """(day, advertiser, model version, type, source, distinct images) since `since`."""
