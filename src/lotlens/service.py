@@ -187,8 +187,11 @@ class Service:
         self._fetcher = fetcher or (lambda: Fetcher(self.settings))
         self.images = ImageFolder(Storage.from_settings(settings)) if settings.keep_images else None
         self.decode_budget = MemoryBudget(settings.decode_memory)
-        # Inference batched across concurrent batches of this process, one model call at a time.
-        self.batcher = Batcher(max_batch=2 * settings.batch_size, max_wait=GROUP_WAIT, parallel=INFERENCE_CALLS)
+        # Inference batched across concurrent batches of this process, `INFERENCE_CALLS` calls at once.
+        # A call takes at most one group's worth: two full groups waiting go out as two calls, one per
+        # core, not one merged call leaving the other core idle (a cold 120-image batch: 2.53 s
+        # against 2.67 s with calls of up to two groups, medians of 6 turns each, one process).
+        self.batcher = Batcher(max_batch=settings.batch_size, max_wait=GROUP_WAIT, parallel=INFERENCE_CALLS)
         self.decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="lotlens-decode")
         self.last_stats = BatchStats()
         self.rng = random.Random()
