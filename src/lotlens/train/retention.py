@@ -69,6 +69,7 @@ def prune(
     files = folder.keys()
     report = PruneReport(images=len(files), dry_run=dry_run)
     keys = sorted(files)
+    thumb_sides = sorted((settings.resolved_cache_dir() / "thumbs").glob("*"))  # listed once, not per image
     used = dataset_keys(settings)
     fixed: set[str] = set()
     for i in range(0, len(keys), 1000):
@@ -85,7 +86,7 @@ def prune(
             report.removed.append(key)
             if not dry_run:
                 folder.remove(key)
-                _remove_thumbnails(settings.resolved_cache_dir(), key)  # this host's; others' by `prune_cache`
+                _remove_thumbnails(thumb_sides, key)  # this host's; others' by `prune_cache`
             report.bytes_freed += files[key][0]
     if not dry_run:
         report.served_rows_removed = store.forget_served((now - served_older_than).date())
@@ -112,9 +113,10 @@ class CachePruneReport:
     dry_run: bool = False
 
 
-def _remove_thumbnails(cache: Path, content_key: str) -> None:
+def _remove_thumbnails(sides: list[Path], content_key: str) -> None:
+    """The image's thumbnail in each of the cache's `thumbs/<side>` folders."""
     rel = ImageFolder.relpath(content_key).removeprefix("images/")
-    for side in (cache / "thumbs").glob("*"):
+    for side in sides:
         (side / f"{rel}.jpg").unlink(missing_ok=True)
 
 
