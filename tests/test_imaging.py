@@ -215,6 +215,21 @@ def test_palette_with_transparency_is_composited_on_white(fmt: str) -> None:
     assert tuple(arr[0, 3]) == WHITE
 
 
+@pytest.mark.parametrize("transparency", [1, bytes([255, 0, 128, 255])], ids=["key", "alpha-table"])
+def test_big_palette_with_transparency_reduces_as_the_full_size_composite_does(transparency: object) -> None:
+    # Converted to RGBA before reduce() (which premultiplies alpha), composited after: the same
+    # picture as compositing at full size and reducing, within rounding, and no dark fringes.
+    indices = np.random.default_rng(0).integers(0, 4, (1300, 1400), dtype=np.uint8)
+    im = Image.fromarray(indices, "P")
+    im.putpalette([0, 0, 0, 0, 255, 0, 255, 0, 0, 20, 40, 200] + [0] * (256 - 4) * 3)
+    data = encode(im, "PNG", transparency=transparency)
+    full = rgb(data, min_side=None)
+    expected = np.asarray(Image.fromarray(full).reduce(4))
+    arr = rgb(data, min_side=320)
+    assert arr.shape == expected.shape == (325, 350, 3)
+    assert np.abs(arr.astype(int) - expected).max() <= 2
+
+
 def test_rgb_png_with_transparent_colour() -> None:
     pixels = np.zeros((1, 2, 3), dtype=np.uint8)
     pixels[0, 0] = (10, 20, 30)

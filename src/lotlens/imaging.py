@@ -110,6 +110,11 @@ def decode(
             im.seek(0)  # animated GIF/PNG/WebP: the first frame
             im.load()
             factor = min(w, h) // min_side if min_side else 1
+            if factor >= 2 and im.mode in ("P", "1"):
+                # reduce() does not take palette or bilevel pictures: convert them first (a palette's
+                # transparency becomes alpha, which reduce() premultiplies), so the composite on white
+                # and the RGB copy below are made at the reduced size, not the full one.
+                im = im.convert("L") if im.mode == "1" else im.convert("RGBA" if "transparency" in im.info else "RGB")
             picture: Image.Image = im
             if factor >= 2 and im.mode not in ("P", "1", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 picture = im.reduce(factor)  # box filter, at once: the full-size pixels go now
@@ -173,10 +178,10 @@ def _to_rgb(im: Image.Image) -> RGBArray:
             rgba = (im.convert("LA") if mode == "La" else im).convert("RGBA")
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             im = Image.alpha_composite(white, rgba)
-        rgb = im.convert("RGB")
+        rgb = im if im.mode == "RGB" else im.convert("RGB")
     except (ValueError, OSError) as exc:
         raise ImageDecodeError("unsupported_mode", f"cannot convert mode {mode}") from exc
-    return np.asarray(rgb, dtype=np.uint8).copy()
+    return np.array(rgb, dtype=np.uint8)  # a writable copy of its own
 
 
 def resize(arr: RGBArray, width: int, height: int) -> RGBArray:
