@@ -40,6 +40,7 @@ from lotlens.vision.signals import (
     gray_world_balance,
     region_signals,
     region_statistics,
+    small_copy,
     studio_signals,
     type_signals,
     white_background_box,
@@ -177,6 +178,22 @@ def test_white_background_box_is_the_vehicles_extent() -> None:
     assert white_background_box(img) == (60, 50, 240, 150)
     scene = np.asarray(car("Red", "scene", 3))
     assert white_background_box(scene) is None
+
+
+def test_signals_read_a_given_small_copy_as_their_own() -> None:
+    # `Pipeline.classify` makes each image's small copy once for the type, white-field and color
+    # signals: the same numbers as each signal resizing the image itself.
+    for img in (np.asarray(car("Red", "white", 1)), np.asarray(car("Blue", "scene", 2))):
+        small = small_copy(img)
+        np.testing.assert_array_equal(type_signals(img, small), type_signals(img))
+        assert white_background_box(img, small=small) == white_background_box(img)
+    pipeline = Pipeline.load()
+    crops = [np.asarray(car("Black", "scene", 4)), np.asarray(car("Green", "white", 5))]
+    fz = pipeline.featurizer
+    regions = pipeline.folder.color_regions
+    np.testing.assert_array_equal(
+        fz.color_features(crops, regions, smalls=[small_copy(c) for c in crops]), fz.color_features(crops, regions)
+    )
 
 
 def test_signals_have_their_declared_length_and_see_color() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lotlens.errors import ModelError
-from lotlens.imaging import RGBArray, crop, expand_box, resize
+from lotlens.imaging import RGBArray, crop, expand_box
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
 from lotlens.vision.backbone import FEATURES, MODEL_BATCH, Backbone
 from lotlens.vision.detector import Detector
@@ -26,10 +26,10 @@ from lotlens.vision.heads import LinearHead
 from lotlens.vision.signals import (
     COLOR_SIGNALS,
     REGION_SIGNALS,
-    SIDE,
     TYPE_SIGNALS,
     color_signals,
     region_statistics,
+    small_copy,
     type_signals,
     white_background_box,
 )
@@ -125,29 +125,44 @@ class Featurizer:
         return cls(Backbone.load(backbone_path, threads, serving), detector, batch_size)
 
     def type_features(
-        self, images: Sequence[RGBArray], embeddings: NDArray[np.float32] | None = None
+        self,
+        images: Sequence[RGBArray],
+        embeddings: NDArray[np.float32] | None = None,
+        smalls: Sequence[RGBArray] | None = None,
     ) -> NDArray[np.float32]:
-        """Whole-image embedding and type signals; `embeddings`: the backbone rows, if already made."""
+        """Whole-image embedding and type signals; `embeddings`: the backbone rows, if already made;
+        `smalls`: each image's `small_copy`, if already made."""
         emb = self.backbone.embed(images, self.batch_size) if embeddings is None else embeddings
-        sig = np.stack([type_signals(im) for im in images]) if images else np.zeros((0, len(TYPE_SIGNALS)), np.float32)
+        smalls = _smalls(images, smalls)
+        sig = (
+            np.stack([type_signals(im, sm) for im, sm in zip(images, smalls, strict=True)])
+            if images
+            else np.zeros((0, len(TYPE_SIGNALS)), np.float32)
+        )
         return np.hstack([emb, sig]).astype(np.float32)
 
     def locate(self, image: RGBArray) -> Located:
         """The biggest vehicle's box with a margin; the non-white extent for studio shots on white."""
         return self.locate_many([image])[0]
 
-    def locate_many(self, images: Sequence[RGBArray], fills: Sequence[bool] | None = None) -> list[Located]:
+    def locate_many(
+        self,
+        images: Sequence[RGBArray],
+        fills: Sequence[bool] | None = None,
+        smalls: Sequence[RGBArray | None] | None = None,
+    ) -> list[Located]:
         """`locate` for each image, in order, with one batched detector pass over those not on white.
 
         Args:
             fills: per image, True when the frame head says the vehicle fills the frame: the detector
                 is skipped and color reads the whole image (source "frame"). Studio shots on white
                 are still cut to their white-background box.
+            smalls: per image, its `small_copy` if already made, else None.
         """
         located: list[Located | None] = []
         for n, image in enumerate(images):
             h, w = image.shape[:2]
-            box = white_background_box(image)
+            box = white_background_box(image, small=smalls[n] if smalls is not None else None)
             if box is not None:
                 located.append(Located(expand_box(box, CROP_MARGIN, w, h), "white_background", 1))
             else:
@@ -167,12 +182,15 @@ class Featurizer:
         crops: Sequence[RGBArray],
         regions: Sequence[str] = (),
         embeddings: Sequence[NDArray[np.float32] | None] | None = None,
+        smalls: Sequence[RGBArray | None] | None = None,
     ) -> NDArray[np.float32]:
         """Crop embedding and color histograms, then the statistics of each of `regions` (in order).
 
         Args:
             embeddings: per crop, its backbone row when already computed (a crop that is the whole
                 image has the whole image's row), else None; only the missing rows are computed.
+            smalls: per crop, its `small_copy` when already made (a crop that is the whole image has
+                the whole image's), else None.
         """
         known = list(embeddings) if embeddings is not None else [None] * len(crops)
         if len(known) != len(crops):
@@ -185,12 +203,23 @@ class Featurizer:
             if row is not None:
                 emb[i] = row
         width = COLOR_SIGNALS + REGION_SIGNALS * len(regions)
-        sig = np.stack([_color_signal_row(c, regions) for c in crops]) if crops else np.zeros((0, width), np.float32)
+        given = list(smalls) if smalls is not None else [None] * len(crops)
+        sig = (
+            np.stack([_color_signal_row(c, regions, sm) for c, sm in zip(crops, given, strict=True)])
+            if crops
+            else np.zeros((0, width), np.float32)
+        )
         return np.hstack([emb, sig]).astype(np.float32)
 
 
-def _color_signal_row(crop_: RGBArray, regions: Sequence[str]) -> NDArray[np.float32]:
-    small = resize(crop_, SIDE, SIDE)
+def _smalls(images: Sequence[RGBArray], smalls: Sequence[RGBArray | None] | None) -> list[RGBArray]:
+    """Each image's `small_copy`: the one given, else made now."""
+    given = list(smalls) if smalls is not None else [None] * len(images)
+    return [small_copy(im) if sm is None else sm for im, sm in zip(images, given, strict=True)]
+
+
+def _color_signal_row(crop_: RGBArray, regions: Sequence[str], small: RGBArray | None = None) -> NDArray[np.float32]:
+    small = small_copy(crop_) if small is None else small
     return np.concatenate([color_signals(small), region_statistics(small, tuple(regions))])
 
 
@@ -332,18 +361,23 @@ class Pipeline:
             return []
         fz = self.featurizer
         whole = fz.backbone.embed(images, fz.batch_size)
-        type_x = fz.type_features(images, whole)
+        smalls = [small_copy(im) for im in images]  # read by the type, white-field and color signals
+        type_x = fz.type_features(images, whole, smalls)
         types, type_probs = self.predict_types(type_x)
         todo = [i for i, t in enumerate(types) if t != PLACEHOLDER and (with_color is None or with_color[i])]
         fills = self.folder.fills(type_x[todo]) if frame_gate else None
-        located = dict(zip(todo, fz.locate_many([images[i] for i in todo], fills), strict=True))
+        found = fz.locate_many([images[i] for i in todo], fills, [smalls[i] for i in todo])
+        located = dict(zip(todo, found, strict=True))
         color_probs = {}
         if todo:
             crops = [crop_to(images[i], located[i]) for i in todo]
             # A crop that is the whole image (the vehicle fills the frame, or nothing was found) has
-            # the whole image's embedding: the backbone runs again only on real crops.
-            reuse = [whole[i] if is_whole(c, images[i]) else None for i, c in zip(todo, crops, strict=True)]
-            probs = self.folder.color_head.predict_proba(fz.color_features(crops, self.folder.color_regions, reuse))
+            # the whole image's embedding and small copy: the backbone runs again only on real crops.
+            whole_crop = [is_whole(c, images[i]) for i, c in zip(todo, crops, strict=True)]
+            reuse = [whole[i] if w else None for i, w in zip(todo, whole_crop, strict=True)]
+            small = [smalls[i] if w else None for i, w in zip(todo, whole_crop, strict=True)]
+            x = fz.color_features(crops, self.folder.color_regions, reuse, small)
+            probs = self.folder.color_head.predict_proba(x)
             color_probs = dict(zip(todo, probs, strict=True))
         out = []
         for i, t in enumerate(types):

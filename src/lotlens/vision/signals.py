@@ -30,8 +30,13 @@ TYPE_SIGNALS = (
 )
 
 
-def _small(image: RGBArray) -> RGBArray:
+def small_copy(image: RGBArray) -> RGBArray:
+    """The `SIDE` x `SIDE` copy every signal here reads. A caller that computes several signals of one
+    image makes it once and passes it as `small` (a resize costs about as much as a signal)."""
     return resize(image, SIDE, SIDE)
+
+
+_small = small_copy
 
 
 def _border(a: NDArray[np.float32], width: int = 3) -> NDArray[np.float32]:
@@ -40,16 +45,16 @@ def _border(a: NDArray[np.float32], width: int = 3) -> NDArray[np.float32]:
     )
 
 
-def border_white_fraction(image: RGBArray) -> float:
-    """Share of the outer frame of the image that is near white."""
-    small = _small(image).astype(np.float32)
-    return float((_border(small).min(axis=1) >= WHITE).mean())
+def border_white_fraction(image: RGBArray, small: RGBArray | None = None) -> float:
+    """Share of the outer frame of the image that is near white (`small`: its `small_copy`, if made)."""
+    f = (_small(image) if small is None else small).astype(np.float32)
+    return float((_border(f).min(axis=1) >= WHITE).mean())
 
 
-def type_signals(image: RGBArray) -> NDArray[np.float32]:
-    """Signals for the type head, in the order of `TYPE_SIGNALS`."""
+def type_signals(image: RGBArray, small: RGBArray | None = None) -> NDArray[np.float32]:
+    """Signals for the type head, in the order of `TYPE_SIGNALS` (`small`: the image's `small_copy`, if made)."""
     h, w = image.shape[:2]
-    small = _small(image)
+    small = _small(image) if small is None else small
     f = small.astype(np.float32)
     border = _border(f)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
@@ -81,13 +86,15 @@ def type_signals(image: RGBArray) -> NDArray[np.float32]:
     )
 
 
-def white_background_box(image: RGBArray, min_border: float = 0.9) -> tuple[int, int, int, int] | None:
+def white_background_box(
+    image: RGBArray, min_border: float = 0.9, small: RGBArray | None = None
+) -> tuple[int, int, int, int] | None:
     """The extent of the non-white pixels of an image on a white field, or None if not on white.
 
     Studio (stock) shots put the vehicle on white: where the background ends is the vehicle's
     box, which spares the detector (about 40 ms an image).
     """
-    if border_white_fraction(image) < min_border:
+    if border_white_fraction(image, small) < min_border:
         return None
     mask = image.min(axis=2) < WHITE
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
