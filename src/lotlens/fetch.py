@@ -31,7 +31,6 @@ USER_AGENT = "lotlens/0.1 (+inventory image tagging)"
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-CHUNK = 64 * 1024  # bytes read at a time: the byte limit is checked after each
 DNS_TTL = 60  # seconds a host's checked addresses are reused by the connection pool
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -338,11 +337,15 @@ class Fetcher:
                 limit = self.settings.max_image_bytes
                 if declared.isdigit() and int(declared) > limit:
                     raise FetchError("too_large", f"{declared} bytes declared, limit {limit}")
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    body += chunk
-                    if len(body) > limit:
+                # Pieces as they arrive (each at most one socket read), joined once at the end: no
+                # re-slicing into fixed chunks, no growing buffer copied again and again.
+                body: list[bytes] = []
+                size = 0
+                async for piece in resp.content.iter_any():
+                    size += len(piece)
+                    if size > limit:
                         raise FetchError("too_large", f"over {limit} bytes")
+                    body.append(piece)
         except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors too
             raise FetchError("timeout", url) from exc
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
@@ -355,7 +358,7 @@ class Fetcher:
             raise FetchError("connection", f"{url}: {exc.strerror or exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise FetchError("connection", f"{url}: {exc}") from exc
-        data = bytes(body)
+        data = b"".join(body)
         fmt = sniff_image(data)
         if fmt is None:
             raise FetchError("not_an_image", f"{url}: {hdrs.get('content-type', 'no content type')}, not image bytes")
