@@ -110,15 +110,17 @@ def decode(
             im.seek(0)  # animated GIF/PNG/WebP: the first frame
             im.load()
             factor = min(w, h) // min_side if min_side else 1
+            picture: Image.Image = im
             if factor >= 2 and im.mode in ("P", "1"):
                 # reduce() does not take palette or bilevel pictures: convert them first (a palette's
                 # transparency becomes alpha, which reduce() premultiplies), so the composite on white
                 # and the RGB copy below are made at the reduced size, not the full one.
-                im = im.convert("L") if im.mode == "1" else im.convert("RGBA" if "transparency" in im.info else "RGB")
-            picture: Image.Image = im
-            if factor >= 2 and im.mode not in ("P", "1", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-                picture = im.reduce(factor)  # box filter, at once: the full-size pixels go now
-                picture.info = dict(im.info)  # EXIF orientation and transparency stay
+                mode = "L" if im.mode == "1" else ("RGBA" if "transparency" in im.info else "RGB")
+                picture = im.convert(mode)
+            if factor >= 2 and picture.mode not in ("P", "1", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+                reduced = picture.reduce(factor)  # box filter, at once: the full-size pixels go now
+                reduced.info = dict(picture.info)  # EXIF orientation and transparency stay
+                picture = reduced
                 del im
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError("too_many_pixels", str(exc)) from exc
