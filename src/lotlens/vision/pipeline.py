@@ -128,7 +128,7 @@ class Featurizer:
         self,
         images: Sequence[RGBArray],
         embeddings: NDArray[np.float32] | None = None,
-        smalls: Sequence[RGBArray] | None = None,
+        smalls: Sequence[RGBArray | None] | None = None,
     ) -> NDArray[np.float32]:
         """Whole-image embedding and type signals; `embeddings`: the backbone rows, if already made;
         `smalls`: each image's `small_copy`, if already made."""
@@ -203,9 +203,8 @@ class Featurizer:
             if row is not None:
                 emb[i] = row
         width = COLOR_SIGNALS + REGION_SIGNALS * len(regions)
-        given = list(smalls) if smalls is not None else [None] * len(crops)
         sig = (
-            np.stack([_color_signal_row(c, regions, sm) for c, sm in zip(crops, given, strict=True)])
+            np.stack([_color_signal_row(sm, regions) for sm in _smalls(crops, smalls)])
             if crops
             else np.zeros((0, width), np.float32)
         )
@@ -218,8 +217,8 @@ def _smalls(images: Sequence[RGBArray], smalls: Sequence[RGBArray | None] | None
     return [small_copy(im) if sm is None else sm for im, sm in zip(images, given, strict=True)]
 
 
-def _color_signal_row(crop_: RGBArray, regions: Sequence[str], small: RGBArray | None = None) -> NDArray[np.float32]:
-    small = small_copy(crop_) if small is None else small
+def _color_signal_row(small: RGBArray, regions: Sequence[str]) -> NDArray[np.float32]:
+    """Color histograms and region statistics of a crop's `small_copy`."""
     return np.concatenate([color_signals(small), region_statistics(small, tuple(regions))])
 
 

@@ -36,9 +36,6 @@ def small_copy(image: RGBArray) -> RGBArray:
     return resize(image, SIDE, SIDE)
 
 
-_small = small_copy
-
-
 def _border(a: NDArray[np.float32], width: int = 3) -> NDArray[np.float32]:
     return np.concatenate(
         [a[:width].reshape(-1, 3), a[-width:].reshape(-1, 3), a[:, :width].reshape(-1, 3), a[:, -width:].reshape(-1, 3)]
@@ -47,14 +44,14 @@ def _border(a: NDArray[np.float32], width: int = 3) -> NDArray[np.float32]:
 
 def border_white_fraction(image: RGBArray, small: RGBArray | None = None) -> float:
     """Share of the outer frame of the image that is near white (`small`: its `small_copy`, if made)."""
-    f = (_small(image) if small is None else small).astype(np.float32)
+    f = (small_copy(image) if small is None else small).astype(np.float32)
     return float((_border(f).min(axis=1) >= WHITE).mean())
 
 
 def type_signals(image: RGBArray, small: RGBArray | None = None) -> NDArray[np.float32]:
     """Signals for the type head, in the order of `TYPE_SIGNALS` (`small`: the image's `small_copy`, if made)."""
     h, w = image.shape[:2]
-    small = _small(image) if small is None else small
+    small = small_copy(image) if small is None else small
     f = small.astype(np.float32)
     border = _border(f)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
@@ -125,7 +122,7 @@ def color_signals(crop: RGBArray) -> NDArray[np.float32]:
     Returns a hue histogram weighted by saturation, a joint Lab a*b* histogram, an L* histogram of
     the grey pixels, the share of grey/dark/bright pixels, and the weighted mean Lab.
     """
-    small = _small(crop)
+    small = small_copy(crop)
     weights = _WEIGHTS.copy()
     # Pixels of a white studio background that touch the frame are not the vehicle.
     background = small.min(axis=2) >= WHITE
@@ -281,7 +278,7 @@ def region_statistics(crop: RGBArray, regions: tuple[str, ...] | list[str]) -> N
     A name ending in `BALANCED` gives the same statistics of the white-balanced crop; the studio
     field is always found on the raw crop.
     """
-    small = crop if crop.shape[:2] == (SIDE, SIDE) else _small(crop)
+    small = crop if crop.shape[:2] == (SIDE, SIDE) else small_copy(crop)
     if not regions:
         return np.zeros(0, dtype=np.float32)
     parsed = [split_region(r) for r in regions]
@@ -314,7 +311,7 @@ def studio_signals(image: RGBArray) -> NDArray[np.float32]:
     connected to the frame (a field around the vehicle, not a white car); the light, neutral share
     of the frame (grey studio walls); and the area of the box around what is not near-white.
     """
-    small = _small(image)
+    small = small_copy(image)
     lo = small.min(axis=2)
     white = lo >= WHITE
     w = 3
