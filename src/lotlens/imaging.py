@@ -117,7 +117,7 @@ def decode(
                 # and the RGB copy below are made at the reduced size, not the full one.
                 mode = "L" if im.mode == "1" else ("RGBA" if "transparency" in im.info else "RGB")
                 picture = im.convert(mode)
-            if factor >= 2 and picture.mode not in ("P", "1", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            if factor >= 2 and picture.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 reduced = picture.reduce(factor)  # box filter, at once: the full-size pixels go now
                 reduced.info = dict(picture.info)  # EXIF orientation and transparency stay
                 picture = reduced
