@@ -1,4 +1,4 @@
-"""Webhook signing and retries, and the fleet-wide per-host download limit."""
+"""Webhook signing and retries, and the fleet-wide per-host download limit (and its kept slots)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from receivers import SECRET, image_host
 
 from lotlens.config import Settings
 from lotlens.jobs.webhooks import backoff, deliver, sign
-from lotlens.jobs.worker import FleetFetcher
+from lotlens.jobs.worker import SLOT_LINGER, FleetFetcher
 from lotlens.store import Store
 from lotlens.store.jobs import JobInput, JobStore
 
@@ -95,3 +95,48 @@ def test_per_host_limit_holds_across_workers(tmp_path: Path) -> None:
     assert out == [[[200] * 3, [200] * 3]]
     assert host.peak == 2  # each worker alone would have allowed 2: 4 without the shared limit
     assert jobs.slots_held(host.url.split("//")[1].split(":")[0]) == 0
+
+
+def _host_name(url: str) -> str:
+    return url.split("//")[1].split(":")[0]
+
+
+def test_a_slot_serves_the_next_downloads_of_its_host_and_goes_back_unused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, allow_private_addresses=True, fetch_per_host=2, fetch_retries=0)
+    jobs = JobStore(Store.from_url(settings.resolved_database_url()))
+    with image_host() as host:
+        name = _host_name(host.url)
+
+        async def run() -> tuple[list[int], int, int, int, int]:
+            async with FleetFetcher(settings, jobs) as f:
+                got = await asyncio.gather(*(f.get(f"{host.url}/{i}.jpg") for i in range(12)))
+                kept = await asyncio.to_thread(jobs.slots_held, name)  # kept for the next download
+                await asyncio.sleep(SLOT_LINGER * 3)
+                after_linger = await asyncio.to_thread(jobs.slots_held, name)
+                await f.get(f"{host.url}/again.jpg")
+                taken = f.slots_taken
+            return [g.status for g in got], kept, after_linger, taken, jobs.slots_held(name)
+
+        statuses, kept, after_linger, taken, at_close = asyncio.run(run())
+    assert statuses == [200] * 12
+    assert 1 <= kept <= 2  # at most the host's limit, and held a while after the downloads
+    assert after_linger == 0  # unused for SLOT_LINGER: back to the fleet
+    assert taken <= 3  # 13 downloads, two at a time: each slot taken once, plus one after the linger
+    assert at_close == 0
+
+
+def test_a_slot_near_its_lease_end_is_given_back_not_reused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, allow_private_addresses=True, fetch_per_host=1, fetch_retries=0)
+    jobs = JobStore(Store.from_url(settings.resolved_database_url()))
+    with image_host() as host:
+
+        async def run() -> tuple[int, int]:
+            async with FleetFetcher(settings, jobs) as f:
+                f._reuse_for = 0.0  # every slot is too old to start another download in its lease
+                for i in range(4):
+                    await f.get(f"{host.url}/{i}.jpg")
+                taken = f.slots_taken
+            return taken, jobs.slots_held(_host_name(host.url))
+
+        taken, held = asyncio.run(run())
+    assert (taken, held) == (4, 0)
