@@ -66,7 +66,37 @@ def test_max_batch_bounds_a_call_and_each_batch_stays_on_its_model() -> None:
     assert {x[0] for x in a + c} == {"old"}
     assert {x[0] for x in b} == {"new"}
     assert [x[1] for x in a + b + c] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert max(old.sizes + new.sizes) <= 3 + 3  # a group closes once max_batch is reached
+    assert max(old.sizes + new.sizes) <= 4  # whole requests, never past max_batch
+
+
+def test_a_request_that_would_overfill_a_call_opens_the_next_one_beside_it() -> None:
+    # The service's groups of one batch (9 and 16 images, max_batch 16) go to both slots at once,
+    # not into one call of 25 on one core.
+    model = Slow(0.3)  # a call outlasts the wait for a group to fill, as a model call does
+    batcher = Batcher(max_batch=16, max_wait=0.02, parallel=2)
+
+    async def main() -> list[list[Any]]:
+        return await asyncio.gather(
+            batcher.classify(model, images(*range(9)), [True] * 9),
+            batcher.classify(model, images(*range(9, 25)), [True] * 16),
+        )
+
+    a, b = asyncio.run(main())
+    assert a + b == list(range(25))
+    assert sorted(model.sizes) == [9, 16]
+    assert model.most == 2
+
+
+def test_small_requests_fill_a_call_up_to_max_batch_and_the_rest_open_the_next() -> None:
+    model = Recorder("m")
+    batcher = Batcher(max_batch=5, max_wait=0.2)
+
+    async def main() -> list[list[Any]]:
+        return await asyncio.gather(*(batcher.classify(model, images(2 * i, 2 * i + 1), [True] * 2) for i in range(4)))
+
+    answers = asyncio.run(main())
+    assert [x[1] for a in answers for x in a] == list(range(8))
+    assert model.sizes == [4, 4]  # 2 + 2 (a third request of 2 would make 6 > 5), then the rest
 
 
 def test_a_model_error_reaches_the_callers_of_that_call_only() -> None:

@@ -1,6 +1,7 @@
 """Dynamic batching of inference across concurrent batches (API requests, job chunks), as LitServe
-and Triton do: calls queue up, and one model call takes up to `max_batch` images, waiting at most
-`max_wait` seconds for a group to fill once it has one. At most `parallel` model calls run at once
+and Triton do: calls queue up, and one model call takes whole requests up to `max_batch` images
+(a request bigger than that alone), waiting at most `max_wait` seconds for a group to fill once it
+has one. At most `parallel` model calls run at once
 per process: two keep the cores busy (one call's Python part, resizes, signals and boxes, runs
 while onnxruntime works on the other's) without more onnxruntime threads than cores competing.
 """
@@ -76,15 +77,23 @@ class Batcher:
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(self.parallel)
         running: set[asyncio.Task[None]] = set()
+        held: _Request | None = None  # a request that would have overfilled the last call: the next one's first
         while True:
             await slots.acquire()  # while every slot is busy, callers queue up and the next group grows
-            group = [await queue.get()]
-            size = len(group[0].images)
+            first, held = (held, None) if held is not None else (await queue.get(), None)
+            group = [first]
+            size = len(first.images)
             until = loop.time() + self.max_wait
             while size < self.max_batch:
                 try:
                     nxt = await asyncio.wait_for(queue.get(), max(0.0, until - loop.time()))
                 except TimeoutError:
+                    break
+                if size + len(nxt.images) > self.max_batch:
+                    # Whole requests only, and no call past max_batch: this one opens the next call,
+                    # which a free slot runs beside this one (two groups of 9 and 16 images were one
+                    # call of 25 on one core while the other core waited).
+                    held = nxt
                     break
                 group.append(nxt)
                 size += len(nxt.images)
