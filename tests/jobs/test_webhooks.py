@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 from receivers import SECRET, image_host
 
 from lotlens.config import Settings
@@ -140,3 +142,33 @@ def test_a_slot_near_its_lease_end_is_given_back_not_reused(tmp_path: Path) -> N
 
         taken, held = asyncio.run(run())
     assert (taken, held) == (4, 0)
+
+
+class SlowJobs(JobStore):
+    """Takes a while to grant a slot, so that a download can be cancelled while it does."""
+
+    def acquire_slot(self, host: str, limit: int, holder: str, lease_seconds: float) -> bool:
+        time.sleep(0.3)
+        return super().acquire_slot(host, limit, holder, lease_seconds)
+
+
+def test_a_download_cancelled_while_its_slot_is_granted_gives_the_slot_back(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, allow_private_addresses=True, fetch_per_host=1, fetch_retries=0)
+    jobs = SlowJobs(Store.from_url(settings.resolved_database_url()))
+    with image_host() as host:
+        name = _host_name(host.url)
+
+        async def run() -> tuple[int, int]:
+            async with FleetFetcher(settings, jobs) as f:
+                download = asyncio.create_task(f.get(f"{host.url}/1.jpg"))
+                await asyncio.sleep(0.1)  # the store is granting the slot now
+                download.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await download
+                await asyncio.sleep(0.6)  # the grant lands, and goes straight back
+                held = await asyncio.to_thread(jobs.slots_held, name)
+                # and the host's one slot is free for the next download
+                got = await asyncio.wait_for(f.get(f"{host.url}/2.jpg"), 5)
+            return held, got.status
+
+        assert asyncio.run(run()) == (0, 200)

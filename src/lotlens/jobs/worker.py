@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -135,13 +136,28 @@ class FleetFetcher(Fetcher):
     async def _take(self, host: str) -> _Slot:
         holder = secrets.token_hex(16)
         delay = 0.02
-        while not await asyncio.to_thread(
-            self._jobs.acquire_slot, host, self.settings.fetch_per_host, holder, self._lease
-        ):
+        while True:
+            attempt = asyncio.ensure_future(
+                asyncio.to_thread(self._jobs.acquire_slot, host, self.settings.fetch_per_host, holder, self._lease)
+            )
+            try:
+                # Shielded: a download cancelled (a deadline, a cancelled job) while the store is
+                # giving it a slot would otherwise leave that slot taken, and the host a slot short
+                # for the fleet, until its lease ran out.
+                got = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                attempt.add_done_callback(partial(self._give_back_if_taken, host, holder))
+                raise
+            if got:
+                break
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
         self.slots_taken += 1
         return _Slot(holder, asyncio.get_running_loop().time())
+
+    def _give_back_if_taken(self, host: str, holder: str, attempt: asyncio.Future[bool]) -> None:
+        if not attempt.cancelled() and attempt.exception() is None and attempt.result():
+            self._give_back(host, _Slot(holder, 0.0))
 
     def _keep(self, host: str, slot: _Slot) -> None:
         """Keep `slot` for the next download of `host`, giving it back after `SLOT_LINGER` unused."""
