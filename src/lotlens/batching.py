@@ -1,9 +1,9 @@
 """Dynamic batching of inference across concurrent batches (API requests, job chunks), as LitServe
 and Triton do: calls queue up, and one model call takes whole requests up to `max_batch` images
 (a request bigger than that alone), waiting at most `max_wait` seconds for a group to fill once it
-has one. At most `parallel` model calls run at once
-per process: two keep the cores busy (one call's Python part, resizes, signals and boxes, runs
-while onnxruntime works on the other's) without more onnxruntime threads than cores competing.
+has one. At most `parallel` model calls run at once per process: two keep the cores busy (one
+call's Python part, resizes, signals and boxes, runs while onnxruntime works on the other's)
+without more onnxruntime threads than cores competing.
 """
 
 from __future__ import annotations

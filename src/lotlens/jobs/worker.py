@@ -13,7 +13,7 @@ store rather than Redis, because it is there whatever the broker (RabbitMQ or Re
 worker already talks to it. A worker keeps a slot it took for the next download of the same host
 (`FleetFetcher`): a chunk's downloads of one host take a slot once, not once each (a take and a
 give-back are two transactions, about 3 ms of a worker's CPU and more of PostgreSQL's: as much as
-a whole conditional GET answered from the cache).
+seven images answered from the cache after their conditional GETs).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ SLOT_LINGER = 0.25
 LEASE_MARGIN = 30.0
 
 
-@dataclass
+@dataclass(eq=False)  # one object per slot taken: kept lists find it by identity
 class _Slot:
     holder: str
     taken: float  # loop time when it was taken
