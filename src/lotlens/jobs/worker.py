@@ -101,7 +101,7 @@ class FleetFetcher(Fetcher):
         """Give back the kept slots (and wait for those on their way back), then close the client."""
         for host, kept in list(self._kept.items()):
             for slot in kept:
-                self._give_back(host, slot)
+                self._give_back(host, slot.holder)
             kept.clear()
         while self._giving_back:
             await asyncio.gather(*self._giving_back, return_exceptions=True)
@@ -130,7 +130,7 @@ class FleetFetcher(Fetcher):
                 slot.linger = None
             if loop.time() - slot.taken < self._reuse_for:
                 return slot
-            self._give_back(host, slot)
+            self._give_back(host, slot.holder)
         return None
 
     async def _take(self, host: str) -> _Slot:
@@ -157,25 +157,25 @@ class FleetFetcher(Fetcher):
 
     def _give_back_if_taken(self, host: str, holder: str, attempt: asyncio.Future[bool]) -> None:
         if not attempt.cancelled() and attempt.exception() is None and attempt.result():
-            self._give_back(host, _Slot(holder, 0.0))
+            self._give_back(host, holder)
 
     def _keep(self, host: str, slot: _Slot) -> None:
         """Keep `slot` for the next download of `host`, giving it back after `SLOT_LINGER` unused."""
         loop = asyncio.get_running_loop()
         if loop.time() - slot.taken >= self._reuse_for:
-            self._give_back(host, slot)
+            self._give_back(host, slot.holder)
             return
         self._kept[host].append(slot)
 
         def unused() -> None:
             if slot in self._kept[host]:
                 self._kept[host].remove(slot)
-                self._give_back(host, slot)
+                self._give_back(host, slot.holder)
 
         slot.linger = loop.call_later(SLOT_LINGER, unused)
 
-    def _give_back(self, host: str, slot: _Slot) -> None:
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._jobs.release_slot, host, slot.holder))
+    def _give_back(self, host: str, holder: str) -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._jobs.release_slot, host, holder))
         self._giving_back.add(task)
         task.add_done_callback(self._given_back)
 
