@@ -80,7 +80,10 @@ class Batcher:
         held: _Request | None = None  # a request that would have overfilled the last call: the next one's first
         while True:
             await slots.acquire()  # while every slot is busy, callers queue up and the next group grows
-            first, held = (held, None) if held is not None else (await queue.get(), None)
+            if held is not None:
+                first, held = held, None
+            else:
+                first = await queue.get()
             group = [first]
             size = len(first.images)
             until = loop.time() + self.max_wait

@@ -160,11 +160,9 @@ class FleetFetcher(Fetcher):
             self._give_back(host, holder)
 
     def _keep(self, host: str, slot: _Slot) -> None:
-        """Keep `slot` for the next download of `host`, giving it back after `SLOT_LINGER` unused."""
+        """Keep `slot` for the next download of `host`, giving it back after `SLOT_LINGER` unused
+        (or when that download finds it too old: `_keep_or_none`)."""
         loop = asyncio.get_running_loop()
-        if loop.time() - slot.taken >= self._reuse_for:
-            self._give_back(host, slot.holder)
-            return
         self._kept[host].append(slot)
 
         def unused() -> None:
