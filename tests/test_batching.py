@@ -149,6 +149,35 @@ class Slow:
         return [int(im[0, 0, 0]) for im in images]
 
 
+def test_a_lone_request_does_not_wait_for_company_while_another_slot_is_idle() -> None:
+    # A cold one-image request used to wait max_wait for a group that could only have run beside
+    # it on the idle slot; here max_wait is a minute, so the old code times out.
+    model = Recorder("m")
+    batcher = Batcher(max_batch=16, max_wait=60.0, parallel=2)
+
+    async def main() -> list[Any]:
+        return await asyncio.wait_for(batcher.classify(model, images(7), [True]), 10)
+
+    assert asyncio.run(main()) == [("m", 7, True)]
+    assert model.sizes == [1]
+
+
+def test_with_every_other_slot_busy_a_call_waits_for_company() -> None:
+    model = Slow(0.5)
+    batcher = Batcher(max_batch=16, max_wait=0.3, parallel=2)
+
+    async def main() -> list[list[Any]]:
+        first = asyncio.ensure_future(batcher.classify(model, images(1), [True]))
+        await asyncio.sleep(0.05)  # the first runs alone on one slot (the other was idle)
+        second = asyncio.ensure_future(batcher.classify(model, images(2), [True]))
+        await asyncio.sleep(0.05)  # the second waits for company: no other slot is idle
+        third = batcher.classify(model, images(3), [True])
+        return await asyncio.gather(first, second, third)
+
+    assert asyncio.run(main()) == [[1], [2], [3]]
+    assert model.sizes == [1, 2]
+
+
 @pytest.mark.parametrize("parallel", [1, 2])
 def test_at_most_parallel_calls_run_at_once_and_answers_stay_in_order(parallel: int) -> None:
     model = Slow(0.05)

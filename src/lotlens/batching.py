@@ -1,9 +1,11 @@
 """Dynamic batching of inference across concurrent batches (API requests, job chunks), as LitServe
 and Triton do: calls queue up, and one model call takes whole requests up to `max_batch` images
 (a request bigger than that alone), waiting at most `max_wait` seconds for a group to fill once it
-has one. At most `parallel` model calls run at once per process: two keep the cores busy (one
-call's Python part, resizes, signals and boxes, runs while onnxruntime works on the other's)
-without more onnxruntime threads than cores competing.
+has one, and only while every other call slot is busy: with a slot idle, a request that came
+during the wait would run beside this call at once, so waiting would only delay this one (a cold
+one-image request paid `max_wait` for nothing). At most `parallel` model calls run at once per
+process: two keep the cores busy (one call's Python part, resizes, signals and boxes, runs while
+onnxruntime works on the other's) without more onnxruntime threads than cores competing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ def _classify(model: Model, images: list[RGBArray], flags: list[bool]) -> list[A
         return model.classify(images, flags)
     finally:
         release_free_memory()
+
+
+async def _get(queue: asyncio.Queue[_Request], timeout: float) -> _Request | None:
+    """The next request: one already queued at once, else the first to come within `timeout`."""
+    if not queue.empty():
+        return queue.get_nowait()
+    if timeout <= 0:
+        return None
+    try:
+        return await asyncio.wait_for(queue.get(), timeout)
+    except TimeoutError:
+        return None
 
 
 class Batcher:
@@ -86,11 +100,12 @@ class Batcher:
                 first = await queue.get()
             group = [first]
             size = len(first.images)
-            until = loop.time() + self.max_wait
+            # What already waits joins the call; more is waited for only while no other slot is idle.
+            idle_slot = len(running) < self.parallel - 1
+            until = loop.time() + (0.0 if idle_slot else self.max_wait)
             while size < self.max_batch:
-                try:
-                    nxt = await asyncio.wait_for(queue.get(), max(0.0, until - loop.time()))
-                except TimeoutError:
+                nxt = await _get(queue, until - loop.time())
+                if nxt is None:
                     break
                 if size + len(nxt.images) > self.max_batch:
                     # Whole requests only, and no call past max_batch: this one opens the next call,
