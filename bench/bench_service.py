@@ -268,13 +268,13 @@ def naive(folder: str, n: int) -> dict[str, Any]:
     return r
 
 
-def high_water_mib() -> float:
+def high_water_mib(field: str = "VmHWM") -> float:
     """This process's peak RSS: VmHWM on Linux (ru_maxrss would include the RSS of the parent this
-    process was forked from before its exec: the benchmark itself, model loaded)."""
+    process was forked from before its exec: the benchmark itself, model loaded); `VmRSS`: now."""
     status = Path("/proc/self/status")
     if status.is_file():
         for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     import resource
 
@@ -283,6 +283,7 @@ def high_water_mib() -> float:
 
 def peak_rss(images: Path, n: int) -> dict[str, Any]:
     """This process's peak RSS through one cold batch of `n` images (called with --rss-probe)."""
+    from lotlens.batching import TRIM_AFTER
     from lotlens.champion import Champion
     from lotlens.config import Settings
     from lotlens.service import Item, Service
@@ -298,9 +299,15 @@ def peak_rss(images: Path, n: int) -> dict[str, Any]:
         pipeline = Champion(settings, store)()  # the model as a serving process loads it
         loaded = high_water_mib()
         service = Service(settings, store, lambda: pipeline)
-        t = time.perf_counter()
-        results = asyncio.run(service.classify("rss", [Item(u) for u in urls]))
-        dt = time.perf_counter() - t
+
+        async def batch_then_idle() -> tuple[list[Any], float, float]:
+            t = time.perf_counter()
+            results = await service.classify("rss", [Item(u) for u in urls])
+            dt = time.perf_counter() - t
+            await asyncio.sleep(TRIM_AFTER + 0.5)  # idle: the batcher gives the freed heap back
+            return results, dt, high_water_mib("VmRSS")
+
+        results, dt, idle = asyncio.run(batch_then_idle())
     httpd.shutdown()
     return {
         "rss_images": n,
@@ -308,6 +315,7 @@ def peak_rss(images: Path, n: int) -> dict[str, Any]:
         "rss_batch_s": dt,
         "rss_after_load_mib": loaded,
         "peak_rss_mib": high_water_mib(),
+        "rss_idle_after_mib": idle,
     }
 
 

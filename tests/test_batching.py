@@ -196,26 +196,43 @@ def test_parallel_must_be_positive() -> None:
         Batcher(8, 0.01, parallel=0)
 
 
-def test_each_model_call_gives_freed_memory_back_in_its_own_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_freed_memory_goes_back_once_the_batcher_has_been_idle_and_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import lotlens.batching
 
     trims: list[str] = []
     monkeypatch.setattr(lotlens.batching, "release_free_memory", lambda: trims.append(threading.current_thread().name))
     good, bad = Recorder("good"), Recorder("bad", fail=True)
-    batcher = Batcher(max_batch=2, max_wait=0.01)
+    batcher = Batcher(max_batch=2, max_wait=0.01, trim_after=0.3)
 
-    async def main() -> list[Any]:
+    async def burst() -> list[Any]:
         return await asyncio.gather(
             batcher.classify(good, images(1, 2, 3, 4), [True] * 4),
             batcher.classify(bad, images(5), [True]),
+            batcher.classify(good, images(6, 7), [True] * 2),
             return_exceptions=True,
         )
 
-    answers = asyncio.run(main())
-    assert answers[0] == [("good", v, True) for v in (1, 2, 3, 4)]
-    assert isinstance(answers[1], Exception)
-    assert len(trims) == len(good.sizes) + len(bad.sizes)  # after every call, a failed one too
-    assert threading.main_thread().name not in trims  # never on the event loop
+    async def main() -> tuple[list[Any], list[int]]:
+        first = await burst()
+        seen = []
+        for _ in range(3):  # bursts closer together than trim_after: no trim between them
+            await asyncio.sleep(0.05)
+            await burst()
+            seen.append(len(trims))
+        await asyncio.sleep(1.0)  # idle for longer: one trim (a failed call among the last burst's)
+        seen.append(len(trims))
+        return first, seen
+
+    first, seen = asyncio.run(main())
+    assert first[0] == [("good", v, True) for v in (1, 2, 3, 4)]
+    assert first[2] == [("good", 6, True), ("good", 7, True)]
+    assert isinstance(first[1], Exception)
+    assert len(good.sizes) + len(bad.sizes) == 12  # three calls a burst (a request of 4 goes alone)
+    # Not after every call (12 here): pages given back are faulted in again by the next one.
+    assert seen == [0, 0, 0, 1]
+    assert threading.main_thread().name not in trims
 
 
 def test_release_free_memory_runs_on_this_system() -> None:
