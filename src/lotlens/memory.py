@@ -26,8 +26,9 @@ time (pages given back are faulted in again by the next call). On a faster machi
     trimmed once the batcher has been idle for 1 s      559 MiB   10.2 s   (used; 3,000 images: 639 MiB)
                                                         idle after it: 350 MiB (442 untrimmed)
 
-(The last two rows are from a later, slower hour of the same machine: cold 120-image batches,
-old and new code taking turns, were 14-18% faster with the idle trim.)
+(The last row is from a later, slower hour; `bench/bench_cold.py`, 8 cold 120-image batches back
+to back, old and new code taking turns three times: medians 1.072 -> 0.939, 1.005 -> 0.979,
+1.077 -> 1.070 s with the trim moved out of the calls.)
 
 Both calls are no-ops where the C library is not glibc.
 """
