@@ -29,6 +29,13 @@ def load_inputs(folder: Path | None, n: int) -> tuple[list[bytes], str]:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:n]
         if files:
             return [p.read_bytes() for p in files], str(folder)
+    # Said where it shows: a run from another checkout (no ../shared beside it) measured synthetic
+    # images with nothing but the `source` line to tell.
+    print(
+        f"bench: no images in {folder} (pass --images): {n} synthetic ones instead; the figures are "
+        "not comparable with the README's, which come from ../shared/data/dev",
+        file=sys.stderr,
+    )
     from PIL import Image
 
     from synth import car, jpeg
