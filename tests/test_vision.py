@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+import signal_images
 from lotlens.errors import ModelError
 from lotlens.imaging import decode
 from lotlens.labels import COLORS, TYPES
@@ -37,13 +38,17 @@ from lotlens.vision.signals import (
     STUDIO_SIGNALS,
     TYPE_SIGNALS,
     color_signals,
+    color_signals_many,
     gray_world_balance,
     region_signals,
     region_statistics,
+    region_statistics_many,
     small_copy,
     studio_signals,
     type_signals,
+    type_signals_many,
     white_background_box,
+    white_background_boxes,
 )
 
 from synth import car
@@ -194,6 +199,41 @@ def test_signals_read_a_given_small_copy_as_their_own() -> None:
     np.testing.assert_array_equal(
         fz.color_features(crops, regions, smalls=[small_copy(c) for c in crops]), fz.color_features(crops, regions)
     )
+
+
+def test_signals_give_the_numbers_the_bundled_model_was_trained_on() -> None:
+    # Written by the per-image code of 2026-12-04, before the signals were computed over a stack:
+    # bit for bit the same numbers, so the bundled heads read what they were trained on.
+    golden = np.load(signal_images.GOLDEN)
+    now = signal_images.compute()
+    assert set(now) == set(golden.files)
+    for name in golden.files:
+        np.testing.assert_array_equal(now[name], golden[name], err_msg=name)
+
+
+def test_signals_of_a_stack_equal_each_image_alone() -> None:
+    # One stack, one bincount with per-image offsets, masked sums: nothing may leak between images.
+    images = signal_images.images()
+    smalls = [small_copy(im) for im in images]
+    regions = signal_images.REGIONS
+    np.testing.assert_array_equal(type_signals_many(images, smalls), np.stack([type_signals(im) for im in images]))
+    np.testing.assert_array_equal(type_signals_many(images), type_signals_many(images, smalls))
+    np.testing.assert_array_equal(color_signals_many(smalls), np.stack([color_signals(im) for im in images]))
+    np.testing.assert_array_equal(
+        region_statistics_many(smalls, regions), np.stack([region_statistics(im, regions) for im in images])
+    )
+    # Reversed order: each row follows its image, not its position.
+    np.testing.assert_array_equal(
+        region_statistics_many(smalls[::-1], regions)[::-1], region_statistics_many(smalls, regions)
+    )
+    assert white_background_boxes(images, smalls) == [white_background_box(im) for im in images]
+    assert white_background_boxes(images) == white_background_boxes(images, smalls)
+    # No images: empty rows of the right width.
+    assert type_signals_many([]).shape == (0, len(TYPE_SIGNALS))
+    assert color_signals_many([]).shape == (0, COLOR_SIGNALS)
+    assert region_statistics_many([], regions).shape == (0, REGION_SIGNALS * len(regions))
+    assert region_statistics_many(smalls[:2], ()).shape == (2, 0)
+    assert white_background_boxes([]) == []
 
 
 def test_signals_have_their_declared_length_and_see_color() -> None:

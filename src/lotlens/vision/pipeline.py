@@ -24,14 +24,11 @@ from lotlens.vision.backbone import FEATURES, MODEL_BATCH, Backbone
 from lotlens.vision.detector import Detector
 from lotlens.vision.heads import LinearHead
 from lotlens.vision.signals import (
-    COLOR_SIGNALS,
-    REGION_SIGNALS,
-    TYPE_SIGNALS,
-    color_signals,
-    region_statistics,
+    color_signals_many,
+    region_statistics_many,
     small_copy,
-    type_signals,
-    white_background_box,
+    type_signals_many,
+    white_background_boxes,
 )
 
 MODEL_FORMAT = 1
@@ -133,13 +130,7 @@ class Featurizer:
         """Whole-image embedding and type signals; `embeddings`: the backbone rows, if already made;
         `smalls`: each image's `small_copy`, if already made."""
         emb = self.backbone.embed(images, self.batch_size) if embeddings is None else embeddings
-        smalls = _smalls(images, smalls)
-        sig = (
-            np.stack([type_signals(im, sm) for im, sm in zip(images, smalls, strict=True)])
-            if images
-            else np.zeros((0, len(TYPE_SIGNALS)), np.float32)
-        )
-        return np.hstack([emb, sig]).astype(np.float32)
+        return np.hstack([emb, type_signals_many(images, smalls)]).astype(np.float32)
 
     def locate(self, image: RGBArray) -> Located:
         """The biggest vehicle's box with a margin; the non-white extent for studio shots on white."""
@@ -160,9 +151,8 @@ class Featurizer:
             smalls: per image, its `small_copy` if already made, else None.
         """
         located: list[Located | None] = []
-        for n, image in enumerate(images):
+        for n, (image, box) in enumerate(zip(images, white_background_boxes(images, smalls), strict=True)):
             h, w = image.shape[:2]
-            box = white_background_box(image, small=smalls[n] if smalls is not None else None)
             if box is not None:
                 located.append(Located(expand_box(box, CROP_MARGIN, w, h), "white_background", 1))
             else:
@@ -202,24 +192,16 @@ class Featurizer:
         for i, row in enumerate(known):
             if row is not None:
                 emb[i] = row
-        width = COLOR_SIGNALS + REGION_SIGNALS * len(regions)
-        sig = (
-            np.stack([_color_signal_row(sm, regions) for sm in _smalls(crops, smalls)])
-            if crops
-            else np.zeros((0, width), np.float32)
+        small = _smalls(crops, smalls)
+        return np.hstack([emb, color_signals_many(small), region_statistics_many(small, tuple(regions))]).astype(
+            np.float32
         )
-        return np.hstack([emb, sig]).astype(np.float32)
 
 
 def _smalls(images: Sequence[RGBArray], smalls: Sequence[RGBArray | None] | None) -> list[RGBArray]:
     """Each image's `small_copy`: the one given, else made now."""
     given = list(smalls) if smalls is not None else [None] * len(images)
     return [small_copy(im) if sm is None else sm for im, sm in zip(images, given, strict=True)]
-
-
-def _color_signal_row(small: RGBArray, regions: Sequence[str]) -> NDArray[np.float32]:
-    """Color histograms and region statistics of a crop's `small_copy`."""
-    return np.concatenate([color_signals(small), region_statistics(small, tuple(regions))])
 
 
 def decide_types(probs: NDArray[np.float32], placeholder_threshold: float) -> list[int]:
