@@ -203,12 +203,16 @@ def test_signals_read_a_given_small_copy_as_their_own() -> None:
 
 def test_signals_give_the_numbers_the_bundled_model_was_trained_on() -> None:
     # Written by the per-image code of 2026-12-04, before the signals were computed over a stack:
-    # bit for bit the same numbers, so the bundled heads read what they were trained on.
+    # the same numbers, so the bundled heads read what they were trained on. Bit for bit, except the
+    # region statistics: their white balance takes one BLAS product per crop, whose order of adds
+    # (and so the last bit of a gain, and now and then one level of a balanced pixel) depends on
+    # the CPU's kernel; on the machine that wrote the file they are equal bit for bit too.
     golden = np.load(signal_images.GOLDEN)
     now = signal_images.compute()
     assert set(now) == set(golden.files)
-    for name in golden.files:
+    for name in ("type", "color", "white_box"):
         np.testing.assert_array_equal(now[name], golden[name], err_msg=name)
+    np.testing.assert_allclose(now["regions"], golden["regions"], rtol=1e-5, atol=2e-3)
 
 
 def test_signals_of_a_stack_equal_each_image_alone() -> None:
