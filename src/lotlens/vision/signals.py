@@ -1,4 +1,6 @@
 """Cheap hand-made signals that ImageNet features miss: flatness, white borders, and color.
+Kept whole (about 480 lines): every number the heads read beside the embedding is defined here, so
+that training and serving cannot drift apart and one golden test pins them all.
 
 ImageNet features are nearly color-blind and do not tell a flat graphic from a photo of a flat
 thing; these few numbers, computed on a small copy of the image, do.
