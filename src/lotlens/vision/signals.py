@@ -87,11 +87,6 @@ def _border(a: NDArray[Any], width: int = 3) -> NDArray[Any]:
     )
 
 
-def border_white_fraction(image: RGBArray, small: RGBArray | None = None) -> float:
-    """Share of the outer frame of the image that is near white (`small`: its `small_copy`, if made)."""
-    return float(_border_white(_stack([small_copy(image) if small is None else small]))[0])
-
-
 def _border_white(stack: NDArray[np.uint8]) -> NDArray[np.float64]:
     return (channel_min(_border(stack)) >= WHITE).mean(axis=1)
 
@@ -112,7 +107,8 @@ def type_signals_many(
     if n == 0:
         return np.zeros((0, len(TYPE_SIGNALS)), np.float32)
     f = s.astype(np.float32)
-    border = _rows(_border(f))
+    frame = _border(f)
+    border = _rows(frame)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
     rg, yb = _rows(r - g), _rows(0.5 * (r + g) - b)
     colourfulness = (
@@ -128,7 +124,7 @@ def type_signals_many(
     aspect = [np.log(im.shape[1] / im.shape[0]) for im in images]
     return np.stack(
         [
-            (channel_min(_border(f)) >= WHITE).mean(axis=1),
+            (channel_min(frame) >= WHITE).mean(axis=1),
             _rows(channel_min(f) >= WHITE).mean(axis=1),
             border.std(axis=1) / 128.0,
             colourfulness,
@@ -280,18 +276,15 @@ def _studio_fields(stack: NDArray[np.uint8]) -> NDArray[np.bool_]:
     return white & studio[:, None, None]
 
 
-def _percentiles(
-    sorted_rows: NDArray[np.float32], pcts: tuple[int, ...], n: NDArray[np.intp] | None = None
-) -> NDArray[np.float32]:
+def _percentiles(sorted_rows: NDArray[np.float32], pcts: tuple[int, ...], n: NDArray[np.intp]) -> NDArray[np.float32]:
     """Percentiles of each row of an already sorted array, linear interpolation (numpy's default).
 
     `sorted_rows` is `(..., length)`; `n`, shaped as its leading axes, says how many leading values
-    of each row count (the rest are padding), else all of them. Result: `(..., len(pcts))`.
+    of each row count (the rest are padding). Result: `(..., len(pcts))`.
     """
-    count = np.full(sorted_rows.shape[:-1], sorted_rows.shape[-1]) if n is None else n
-    pos = np.asarray(pcts, dtype=np.float64) / 100.0 * (count[..., None] - 1)
+    pos = np.asarray(pcts, dtype=np.float64) / 100.0 * (n[..., None] - 1)
     lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, count[..., None] - 1)
+    hi = np.minimum(lo + 1, n[..., None] - 1)
     frac = (pos - lo).astype(np.float32)
     low, high = np.take_along_axis(sorted_rows, lo, axis=-1), np.take_along_axis(sorted_rows, hi, axis=-1)
     return low + (high - low) * frac
