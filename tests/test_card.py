@@ -40,3 +40,12 @@ def test_a_card_names_weak_classes_and_sources() -> None:
     assert "source small: type accuracy 50% on 9 validation rows." in card["known_limits"]
     assert [g["group"] for g in card["metrics"]["per_source"]["type"]] == ["small", "big"]
     assert "| type | Stock | 10 | 90.0% | 50.0% |" in card_markdown(card)
+    assert card["type_head"] == "logistic (C=-)"  # a model.json of before the config was written
+
+
+def test_a_card_names_the_type_head() -> None:
+    network = {"type_head": "network", "type_members": 5, "type_hidden": 64, "type_alpha": 10.0}
+    card = make_card({"version": "m-2", "config": network})
+    assert card["type_head"] == "5 networks of one hidden layer (64 units, L2 10.0), probabilities averaged"
+    assert "type head 5 networks of one hidden layer" in card_markdown(card)
+    assert make_card({"config": {"type_c": 0.3}})["type_head"] == "logistic (C=0.3)"

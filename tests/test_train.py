@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from lotlens.cli import app
+from lotlens.errors import ManifestError
 from lotlens.labels import COLORS, TYPES
 from lotlens.train.fit import TrainConfig
 from lotlens.train.manifest import read_manifest
+from lotlens.train.sweep import load_configs
+from lotlens.vision.heads import MLPHead
 from lotlens.vision.pipeline import ModelFolder, Pipeline, default_model_dir
 
 from synth import car, make_set
@@ -55,6 +59,27 @@ def test_train_writes_a_complete_model_folder(trained: tuple[Path, Path, Path]) 
     assert 0 < meta["decision"]["placeholder_threshold"] <= 0.5
     assert meta["config"]["fills_frame"] == 0.85
     assert 0.5 <= meta["decision"]["frame_threshold"] <= 1.01
+    assert meta["format"] == 2
+    assert meta["config"]["type_head"] == "network"
+    type_head = ModelFolder.read(model).type_head
+    assert isinstance(type_head, MLPHead)
+    assert type_head.w1.shape[:2] == (meta["config"]["type_members"], meta["config"]["type_hidden"])
+
+
+def test_sweep_configs_name_their_bad_setting(tmp_path: Path) -> None:
+    """configs/sweep.yaml loads; a candidate with an unknown setting or head is one clear error."""
+    candidates, score = load_configs(Path(__file__).parents[1] / "configs" / "sweep.yaml")
+    assert 4 <= len(candidates) <= 8
+    assert {"linear-type", "base"} <= {c.name for c in candidates}
+    assert score["placeholder_recall"] == 2.0
+    four = [{"name": f"c{i}"} for i in range(3)]
+    for bad, message in (({"type_head": "forest"}, "c3: type_head: 'forest'"), ({"type_cc": 1}, "unknown settings")):
+        path = tmp_path / "sweep.yaml"
+        path.write_text(yaml.safe_dump({"candidates": [*four, {"name": "c3", **bad}]}))
+        with pytest.raises(ManifestError, match=message):
+            load_configs(path)
+    with pytest.raises(ValueError, match="type_head"):
+        TrainConfig(type_head="forest")
 
 
 def test_frame_threshold_is_the_lowest_that_keeps_its_precision() -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import signal_images
 from lotlens.errors import ModelError
 from lotlens.imaging import decode
 from lotlens.labels import COLORS, TYPES
+from lotlens.train.fit import fit_network_head
 from lotlens.train.generate import placeholders, silhouettes
 from lotlens.vision.backbone import FEATURES, preprocess
 from lotlens.vision.detector import DETECTOR_FILE, Detector, default_detector_path, nms
-from lotlens.vision.heads import LinearHead, average_heads
+from lotlens.vision.heads import LinearHead, MLPHead, average_heads, read_head
 from lotlens.vision.pipeline import (
     FRAME_LABELS,
     Located,
@@ -275,6 +277,93 @@ def test_linear_head_is_a_softmax_and_checks_shapes() -> None:
         )
 
 
+def test_network_head_matches_the_networks_it_was_fitted_as() -> None:
+    """fit_network_head's numpy head gives each sklearn network's probabilities, averaged."""
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32) * [1, 2, 3, 1, 1, 5] + [0, 10, 0, 0, -3, 0]
+    y = np.where(x[:, 2] > 2, 2, (x[:, 0] + 0.3 * x[:, 1] > 3).astype(np.int64))  # three classes of four labels
+    labels = ("a", "b", "c", "d")
+    head = fit_network_head(x.astype(np.float32), y, labels, hidden=8, members=3, alpha=0.1, max_iter=300, seed=4)
+    assert isinstance(head, MLPHead)
+    assert head.n_features == 6
+    assert head.w1.shape == (3, 8, 6)
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    want = np.zeros((len(x), 4))
+    for seed in (4, 5, 6):
+        net = MLPClassifier(hidden_layer_sizes=(8,), alpha=0.1, max_iter=300, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net.fit(z, y)
+        want[:, net.classes_] += net.predict_proba(z) / 3
+    p = head.predict_proba(x)
+    assert p == pytest.approx(want, abs=1e-4)
+    assert p[:, 3].max() < 1e-6  # a label no training row had gets no mass
+    assert (p.argmax(axis=1) == y).mean() > 0.8  # it learned (the commonest class is 41%)
+
+
+def test_network_head_of_two_classes_is_a_softmax_pair() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 3)).astype(np.float32)
+    y = np.where(x[:, 0] > 0, 2, 0).astype(np.int64)
+    head = fit_network_head(x, y, TYPES, hidden=4, members=2, alpha=0.01, max_iter=500, seed=0)
+    p = head.predict_proba(x)
+    assert p.sum(axis=1) == pytest.approx(np.ones(len(x)), abs=1e-5)
+    assert p[:, 1].max() < 1e-6
+    assert (np.where(p[:, 2] > p[:, 0], 2, 0) == y).mean() > 0.9
+
+
+def test_network_head_round_trips_and_checks_shapes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    m, h, d, k = 2, 5, 4, len(TYPES)
+
+    def arr(*shape: int) -> np.ndarray:
+        return rng.normal(size=shape).astype(np.float32)
+
+    head = MLPHead(TYPES, arr(d), np.abs(arr(d)) + 0.5, arr(m, h, d), arr(m, h), arr(m, k, h), arr(m, k))
+    back = read_head("type", TYPES, head.to_arrays("type"))
+    assert isinstance(back, MLPHead)
+    x = arr(7, d)
+    np.testing.assert_array_equal(back.predict_proba(x), head.predict_proba(x))
+    # By hand: member by member, then the mean of their softmax.
+    z = (x - head.mean) / head.scale
+    probs = []
+    for i in range(m):
+        logits = np.maximum(z @ head.w1[i].T + head.b1[i], 0) @ head.w2[i].T + head.b2[i]
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs.append(e / e.sum(axis=1, keepdims=True))
+    assert head.predict_proba(x) == pytest.approx(np.mean(probs, axis=0), abs=1e-5)
+    linear = LinearHead(TYPES, arr(d), np.ones(d, np.float32), arr(k, d), arr(k))
+    assert isinstance(read_head("type", TYPES, linear.to_arrays("type")), LinearHead)
+    with pytest.raises(ValueError, match="inconsistent head shapes: w2"):
+        MLPHead(TYPES, arr(d), arr(d), arr(m, h, d), arr(m, h), arr(m, k + 1, h), arr(m, k))
+
+
+def test_a_network_type_head_serves_from_its_model_folder(pipeline: Pipeline, tmp_path: Path) -> None:
+    """A folder written with a network type head reads back as one, and classify uses it."""
+    d = pipeline.folder.type_head.n_features
+    w2 = np.zeros((1, len(TYPES), 2), np.float32)
+    b2 = np.full((1, len(TYPES)), -20.0, np.float32)
+    b2[0, TYPES.index("Stock")] = 20.0
+    head = MLPHead(
+        TYPES,
+        np.zeros(d, np.float32),
+        np.ones(d, np.float32),
+        np.zeros((1, 2, d), np.float32),
+        np.zeros((1, 2), np.float32),
+        w2,
+        b2,
+    )
+    folder = pipeline.folder
+    meta = json.loads(json.dumps(folder.meta))
+    ModelFolder(meta, head, folder.color_head, None, folder.frame_head).write(tmp_path / "m")
+    shutil.copy(folder.backbone_path(), tmp_path / "m" / "backbone.onnx")
+    served = Pipeline.load(tmp_path / "m", threads=1)
+    assert isinstance(served.folder.type_head, MLPHead)
+    assert [p.type for p in served.classify([np.asarray(car("Red", "white", 2))])] == ["Stock"]
+
+
 def test_decide_types_favours_placeholder_from_its_threshold() -> None:
     probs = np.array([[0.5, 0.2, 0.3], [0.3, 0.5, 0.2], [0.1, 0.1, 0.8]], np.float32)
     ph = TYPES.index("Placeholder")
@@ -284,10 +373,12 @@ def test_decide_types_favours_placeholder_from_its_threshold() -> None:
 
 def _forced(pipeline: Pipeline, type_label: str) -> Pipeline:
     """The bundled model with a type head that always answers `type_label` (a real head, no mock)."""
-    real = pipeline.folder.type_head
+    d = pipeline.folder.type_head.n_features
     intercept = np.full(len(TYPES), -20.0, np.float32)
     intercept[TYPES.index(type_label)] = 20.0
-    head = LinearHead(TYPES, real.mean, real.scale, np.zeros_like(real.coef), intercept)
+    head = LinearHead(
+        TYPES, np.zeros(d, np.float32), np.ones(d, np.float32), np.zeros((len(TYPES), d), np.float32), intercept
+    )
     folder = ModelFolder(pipeline.folder.meta, head, pipeline.folder.color_head, pipeline.folder.path)
     return Pipeline(folder, pipeline.featurizer)
 

@@ -111,6 +111,7 @@ def make_card(meta: dict[str, Any]) -> dict[str, Any]:
         "lotlens": meta.get("lotlens"),
         "backbone": (meta.get("preprocessing") or {}).get("backbone", {}).get("weights"),
         "detector": (meta.get("preprocessing") or {}).get("detector", {}).get("graph"),
+        "type_head": _type_head(meta.get("config") or {}),
         "data": {
             "manifest": {"path": manifest.get("path"), "sha256": manifest.get("sha256"), "rows": manifest.get("rows")},
             "type": data.get("type") or {},
@@ -134,6 +135,16 @@ def make_card(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _type_head(config: dict[str, Any]) -> str:
+    """The type head in words, from the resolved training config (linear before model format 2)."""
+    if config.get("type_head", "linear") == "network":
+        return (
+            f"{config.get('type_members')} networks of one hidden layer ({config.get('type_hidden')} units,"
+            f" L2 {config.get('type_alpha')}), probabilities averaged"
+        )
+    return f"logistic (C={config.get('type_c', '-')})"
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -144,7 +155,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines = [
         f"# Model card: {card['version']}",
         "",
-        f"lotlens {card['lotlens']}; backbone {card['backbone']}; detector {card['detector']}.",
+        f"lotlens {card['lotlens']}; backbone {card['backbone']}; detector {card['detector']}; "
+        f"type head {card['type_head']}.",
         "",
         "## Intended use",
         "",

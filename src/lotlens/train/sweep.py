@@ -65,6 +65,10 @@ def load_configs(path: Path) -> tuple[list[Candidate], dict[str, float]]:
             raise ManifestError(
                 f"{path}: candidate {name}: unknown settings {sorted(unknown)}; known: {sorted(allowed)}"
             )
+        try:
+            TrainConfig(**entry)
+        except (TypeError, ValueError) as exc:
+            raise ManifestError(f"{path}: candidate {name}: {exc}") from exc
         candidates.append(Candidate(name, entry))
     if not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
         raise ManifestError(

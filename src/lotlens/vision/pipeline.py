@@ -22,7 +22,7 @@ from lotlens.imaging import RGBArray, crop, expand_box
 from lotlens.labels import COLORS, PLACEHOLDER, TYPES
 from lotlens.vision.backbone import FEATURES, MODEL_BATCH, Backbone
 from lotlens.vision.detector import Detector
-from lotlens.vision.heads import LinearHead
+from lotlens.vision.heads import Head, LinearHead, read_head
 from lotlens.vision.signals import (
     color_signals_many,
     region_statistics_many,
@@ -31,7 +31,9 @@ from lotlens.vision.signals import (
     white_background_boxes,
 )
 
-MODEL_FORMAT = 1
+# 2: the type head may be a network (heads.MLPHead); format 1 folders (linear heads only) still load.
+MODEL_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 MODEL_FILE, HEADS_FILE, BACKBONE_FILE = "model.json", "heads.npz", "backbone.onnx"
 CROP_MARGIN = 0.05
 DEFAULT_PLACEHOLDER_THRESHOLD = 0.5
@@ -228,7 +230,7 @@ class ModelFolder:
     """What a model folder holds: metadata (model.json) and the two heads (heads.npz)."""
 
     meta: dict[str, Any]
-    type_head: LinearHead
+    type_head: Head
     color_head: LinearHead
     path: Path | None = None
     frame_head: LinearHead | None = None  # older models have none: the detector runs on every photo
@@ -264,8 +266,9 @@ class ModelFolder:
         if not meta_path.is_file() or not heads_path.is_file():
             raise ModelError(f"{path} is not a model folder (needs {MODEL_FILE} and {HEADS_FILE})")
         meta = json.loads(meta_path.read_text())
-        if meta.get("format") != MODEL_FORMAT:
-            raise ModelError(f"{path}: model format {meta.get('format')!r}, this lotlens reads {MODEL_FORMAT}")
+        if meta.get("format") not in READABLE_FORMATS:
+            readable = ", ".join(map(str, READABLE_FORMATS))
+            raise ModelError(f"{path}: model format {meta.get('format')!r}, this lotlens reads {readable}")
         labels = meta["labels"]
         if tuple(labels["type"]) != TYPES or tuple(labels["color"]) != COLORS:
             raise ModelError(f"{path}: label sets differ from this lotlens's")
@@ -274,7 +277,7 @@ class ModelFolder:
         temperature = float(meta.get("decision", {}).get("color_temperature", 1.0))
         color_head = replace(LinearHead.from_arrays("color", COLORS, arrays), temperature=temperature)
         frame_head = LinearHead.from_arrays("frame", FRAME_LABELS, arrays) if "frame_coef" in arrays else None
-        return cls(meta, LinearHead.from_arrays("type", TYPES, arrays), color_head, path, frame_head)
+        return cls(meta, read_head("type", TYPES, arrays), color_head, path, frame_head)
 
     def write(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
