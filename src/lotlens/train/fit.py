@@ -1,4 +1,4 @@
-"""`lotlens train`: features from the frozen backbone, linear heads fitted on them, a model folder.
+"""`lotlens train`: features from the frozen backbone, small heads fitted on them, a model folder.
 
 Steps: read the manifest; decode every image; type features on whole images; color features on
 the located vehicle's crop; add generated placeholders and recolored rare colors to the training
@@ -70,7 +70,8 @@ class TrainConfig:
     # differ from dev's Stanford crops, and the stronger prior keeps the head off their noise.
     type_c: float = 0.3
     # "network": `type_members` one-hidden-layer networks (`type_hidden` units, L2 `type_alpha`)
-    # from consecutive seeds, their probabilities averaged; "linear": one logistic head at `type_c`.
+    # from consecutive seeds, their probabilities averaged, every row weighed alike (`class_weight`
+    # is the logistic heads'); "linear": one logistic head at `type_c`.
     # scripts/cv-color type (threshold 0.5), against the linear head: grouped CV on dev + extra
     # 97.0% vs 96.8% (placeholder recall 98.3% both); big sources cut by image, seeds 0/1/2:
     # 98.2 / 98.0 / 97.8% vs 97.9 / 97.8 / 97.7% (placeholder recall 99.1 / 98.7 / 98.3% vs

@@ -115,11 +115,18 @@ class Featurizer:
 
         OpenCV runs single-threaded: its calls here (resizes, color conversions, histograms) are small
         and per image, and its own thread pool would compete with onnxruntime and the service's workers
-        for the same cores.
+        for the same cores. For the same reason a serving process runs numpy's BLAS on one thread: the
+        network type head's product (a call's rows x 320 hidden units) is big enough for OpenBLAS to
+        wake its threads, whose spinning cost the service 7 ms of CPU an image (`bench_service.py`:
+        cold_cpu_ms_per_image 31.5 against 24.1). Training keeps BLAS's threads for its fits.
         """
         import cv2
 
         cv2.setNumThreads(1)
+        if serving:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1, user_api="blas")
         detector = Detector.load(threads=threads, batch_size=batch_size, serving=serving)
         return cls(Backbone.load(backbone_path, threads, serving), detector, batch_size)
 
