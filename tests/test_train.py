@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from lotlens.errors import ManifestError
 from lotlens.labels import COLORS, TYPES
 from lotlens.train.fit import TrainConfig
 from lotlens.train.manifest import read_manifest
-from lotlens.train.sweep import load_configs
+from lotlens.train.sweep import _worker_setup, blas_share, load_configs
 from lotlens.vision.heads import MLPHead
 from lotlens.vision.pipeline import ModelFolder, Pipeline, default_model_dir
 
@@ -64,6 +67,19 @@ def test_train_writes_a_complete_model_folder(trained: tuple[Path, Path, Path]) 
     type_head = ModelFolder.read(model).type_head
     assert isinstance(type_head, MLPHead)
     assert type_head.w1.shape[:2] == (meta["config"]["type_members"], meta["config"]["type_hidden"])
+
+
+def test_sweep_workers_share_the_cores_for_blas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each candidate's process runs numpy's BLAS on its share of the cores, at lower priority."""
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert [blas_share(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_worker_setup, initargs=(1,)) as pool:
+        pools = pool.submit(threadpool_info).result()
+        niceness = pool.submit(os.nice, 0).result()
+    assert {p["num_threads"] for p in pools if p["user_api"] == "blas"} == {1}
+    assert niceness >= 10
 
 
 def test_sweep_configs_name_their_bad_setting(tmp_path: Path) -> None:

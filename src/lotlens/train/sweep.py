@@ -83,8 +83,20 @@ def load_configs(path: Path) -> tuple[list[Candidate], dict[str, float]]:
     return candidates, score
 
 
-def _lower_priority() -> None:
-    os.nice(10)  # training yields the CPU to the server
+def _worker_setup(blas_threads: int) -> None:
+    """A candidate's process: lower priority (training yields the CPU to the server) and its share
+    of the cores for numpy's BLAS. Unlimited, every worker's OpenBLAS runs a thread a core and
+    they spin against each other: two workers on two cores spent minutes in the network type
+    head's small products, which take seconds alone."""
+    from threadpoolctl import threadpool_limits
+
+    os.nice(10)
+    threadpool_limits(blas_threads, user_api="blas")
+
+
+def blas_share(workers: int) -> int:
+    """BLAS threads for each of `workers` concurrent candidates: the cores split between them."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def _train_and_evaluate(
@@ -161,7 +173,9 @@ def run(
     ]
     results: dict[str, dict[str, Any]] = {}
     ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_lower_priority) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_setup, initargs=(blas_share(workers),)
+    ) as pool:
         futures = {
             pool.submit(
                 _train_and_evaluate,
