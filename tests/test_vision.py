@@ -18,8 +18,8 @@ import signal_images
 from lotlens.errors import ModelError
 from lotlens.imaging import decode
 from lotlens.labels import COLORS, TYPES
-from lotlens.train.fit import fit_network_head
 from lotlens.train.generate import placeholders, silhouettes
+from lotlens.train.heads import fit_network_head
 from lotlens.vision.backbone import FEATURES, preprocess
 from lotlens.vision.detector import DETECTOR_FILE, Detector, default_detector_path, nms
 from lotlens.vision.heads import LinearHead, MLPHead, average_heads, read_head

@@ -12,7 +12,6 @@ import hashlib
 import io
 import random
 import shutil
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +29,7 @@ from lotlens.imaging import MODEL_SIDE, RGBArray, decode
 from lotlens.labels import COLORS, PLACEHOLDER, RARE_COLORS, TYPES
 from lotlens.train import generate
 from lotlens.train.card import write_card, write_training_images
+from lotlens.train.heads import fit_head, fit_network_head
 from lotlens.train.manifest import manifest_sha256, read_manifest
 from lotlens.train.metrics import calibration, classification, fit_temperature, per_group
 from lotlens.train.split import group_split
@@ -38,7 +38,7 @@ from lotlens.vision import signals
 from lotlens.vision.backbone import FEATURES
 from lotlens.vision.detector import INPUT_SIDE as DETECTOR_SIDE
 from lotlens.vision.detector import VEHICLE_CLASSES
-from lotlens.vision.heads import Head, LinearHead, MLPHead, average_heads
+from lotlens.vision.heads import Head, LinearHead, average_heads
 from lotlens.vision.pipeline import (
     BACKBONE_FILE,
     CROP_MARGIN,
@@ -141,76 +141,6 @@ def _roundtrip(image: RGBArray, rng: random.Random) -> RGBArray:
     else:
         Image.fromarray(image).save(buf, "PNG")
     return decode(buf.getvalue())
-
-
-def fit_head(
-    x: NDArray[np.float32],
-    y: NDArray[np.int64],
-    labels: tuple[str, ...],
-    c: float,
-    class_weight: str | None,
-    max_iter: int,
-    seed: int,
-    sample_weight: NDArray[np.float64] | None = None,
-) -> LinearHead:
-    """Standardise and fit a multinomial logistic regression; absent classes get no mass."""
-    from sklearn.linear_model import LogisticRegression
-
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    z = (x - mean) / scale
-    lr = LogisticRegression(C=c, class_weight=class_weight, max_iter=max_iter, random_state=seed)
-    lr.fit(z, y, sample_weight=sample_weight)
-    coef = np.zeros((len(labels), x.shape[1]), dtype=np.float32)
-    intercept = np.full(len(labels), -50.0, dtype=np.float32)
-    classes = [int(k) for k in lr.classes_]
-    if len(classes) == 2:  # sklearn's binary form: one row for the second class
-        coef[classes[1]], intercept[classes[1]] = lr.coef_[0] / 2, lr.intercept_[0] / 2
-        coef[classes[0]], intercept[classes[0]] = -lr.coef_[0] / 2, -lr.intercept_[0] / 2
-    else:
-        for row, k in enumerate(classes):
-            coef[k], intercept[k] = lr.coef_[row], lr.intercept_[row]
-    return LinearHead(labels, mean.astype(np.float32), scale.astype(np.float32), coef, intercept)
-
-
-def fit_network_head(
-    x: NDArray[np.float32],
-    y: NDArray[np.int64],
-    labels: tuple[str, ...],
-    hidden: int,
-    members: int,
-    alpha: float,
-    max_iter: int,
-    seed: int,
-) -> MLPHead:
-    """Standardise and fit `members` one-hidden-layer networks (seeds `seed`, `seed + 1`, ...);
-    absent classes get no mass. A network that stops at `max_iter` is kept as it is."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    z = (x - mean) / scale
-    k = len(labels)
-    w1, b1 = np.zeros((members, hidden, x.shape[1]), np.float32), np.zeros((members, hidden), np.float32)
-    w2, b2 = np.zeros((members, k, hidden), np.float32), np.full((members, k), -50.0, np.float32)
-    for m in range(members):
-        net = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=alpha, max_iter=max_iter, random_state=seed + m)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            net.fit(z, y)
-        (a1, a2), (c1, c2) = net.coefs_, net.intercepts_
-        w1[m], b1[m] = a1.T, c1
-        classes = [int(c) for c in net.classes_]
-        if len(classes) == 2:  # one logistic output for the second class: its softmax pair is (-o/2, o/2)
-            w2[m, classes[1]], b2[m, classes[1]] = a2[:, 0] / 2, c2[0] / 2
-            w2[m, classes[0]], b2[m, classes[0]] = -a2[:, 0] / 2, -c2[0] / 2
-        else:
-            for row, c in enumerate(classes):
-                w2[m, c], b2[m, c] = a2[:, row], c2[row]
-    return MLPHead(labels, mean.astype(np.float32), scale.astype(np.float32), w1, b1, w2, b2)
 
 
 def fit_type_head(x: NDArray[np.float32], y: NDArray[np.int64], cfg: TrainConfig) -> Head:
