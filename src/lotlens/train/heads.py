@@ -11,6 +11,32 @@ from numpy.typing import NDArray
 from lotlens.vision.heads import LinearHead, MLPHead
 
 
+def _standardise(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    """The rows standardised, with the mean and scale a head stores (constant columns scale 1)."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    return (x - mean) / scale, mean.astype(np.float32), scale.astype(np.float32)
+
+
+def _label_rows(
+    classes: NDArray[np.integer], weights: NDArray[np.floating], bias: NDArray[np.floating], k: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """sklearn's output layer (`weights` one row per output, `bias`) as one softmax row per label of
+    `k`: a binary fit's single output o for the second class becomes the pair (-o/2, o/2); a label
+    no training row had gets no mass."""
+    w = np.zeros((k, weights.shape[1]), np.float32)
+    b = np.full(k, -50.0, np.float32)
+    present = [int(c) for c in classes]
+    if len(present) == 2:
+        w[present[1]], b[present[1]] = weights[0] / 2, bias[0] / 2
+        w[present[0]], b[present[0]] = -weights[0] / 2, -bias[0] / 2
+    else:
+        for row, c in enumerate(present):
+            w[c], b[c] = weights[row], bias[row]
+    return w, b
+
+
 def fit_head(
     x: NDArray[np.float32],
     y: NDArray[np.int64],
@@ -24,22 +50,11 @@ def fit_head(
     """Standardise and fit a multinomial logistic regression; absent classes get no mass."""
     from sklearn.linear_model import LogisticRegression
 
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    z = (x - mean) / scale
+    z, mean, scale = _standardise(x)
     lr = LogisticRegression(C=c, class_weight=class_weight, max_iter=max_iter, random_state=seed)
     lr.fit(z, y, sample_weight=sample_weight)
-    coef = np.zeros((len(labels), x.shape[1]), dtype=np.float32)
-    intercept = np.full(len(labels), -50.0, dtype=np.float32)
-    classes = [int(k) for k in lr.classes_]
-    if len(classes) == 2:  # sklearn's binary form: one row for the second class
-        coef[classes[1]], intercept[classes[1]] = lr.coef_[0] / 2, lr.intercept_[0] / 2
-        coef[classes[0]], intercept[classes[0]] = -lr.coef_[0] / 2, -lr.intercept_[0] / 2
-    else:
-        for row, k in enumerate(classes):
-            coef[k], intercept[k] = lr.coef_[row], lr.intercept_[row]
-    return LinearHead(labels, mean.astype(np.float32), scale.astype(np.float32), coef, intercept)
+    coef, intercept = _label_rows(lr.classes_, lr.coef_, lr.intercept_, len(labels))
+    return LinearHead(labels, mean, scale, coef, intercept)
 
 
 def fit_network_head(
@@ -57,13 +72,9 @@ def fit_network_head(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    z = (x - mean) / scale
-    k = len(labels)
+    z, mean, scale = _standardise(x)
     w1, b1 = np.zeros((members, hidden, x.shape[1]), np.float32), np.zeros((members, hidden), np.float32)
-    w2, b2 = np.zeros((members, k, hidden), np.float32), np.full((members, k), -50.0, np.float32)
+    w2, b2 = np.zeros((members, len(labels), hidden), np.float32), np.zeros((members, len(labels)), np.float32)
     for m in range(members):
         net = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=alpha, max_iter=max_iter, random_state=seed + m)
         with warnings.catch_warnings():
@@ -71,11 +82,5 @@ def fit_network_head(
             net.fit(z, y)
         (a1, a2), (c1, c2) = net.coefs_, net.intercepts_
         w1[m], b1[m] = a1.T, c1
-        classes = [int(c) for c in net.classes_]
-        if len(classes) == 2:  # one logistic output for the second class: its softmax pair is (-o/2, o/2)
-            w2[m, classes[1]], b2[m, classes[1]] = a2[:, 0] / 2, c2[0] / 2
-            w2[m, classes[0]], b2[m, classes[0]] = -a2[:, 0] / 2, -c2[0] / 2
-        else:
-            for row, c in enumerate(classes):
-                w2[m, c], b2[m, c] = a2[:, row], c2[row]
-    return MLPHead(labels, mean.astype(np.float32), scale.astype(np.float32), w1, b1, w2, b2)
+        w2[m], b2[m] = _label_rows(net.classes_, a2.T, c2, len(labels))
+    return MLPHead(labels, mean, scale, w1, b1, w2, b2)
